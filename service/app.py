@@ -1,0 +1,86 @@
+"""The application factory: every route, middleware and long-lived resource of the service."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from service.appwrite_client import AppwriteClient, create_http_session
+from service.exchange import TOKEN_PATH, issue_token
+from service.exchange_limits import ExchangeLimits
+from service.fingerprints import Fingerprinter
+from service.health import Readiness, livez
+from service.keys import (
+    APPWRITE,
+    EXCHANGE_LIMITS,
+    FINGERPRINTER,
+    HTTP,
+    LIFECYCLE,
+    METRICS,
+    READINESS_CHECKS,
+    SETTINGS,
+    STATE,
+    UPSTREAM_GUARD,
+)
+from service.lifecycle import Lifecycle
+from service.metrics import Metrics
+from service.middlewares import request_context
+from service.redis_state import RedisState
+from service.settings import Settings
+from service.state import State, redis_client
+from service.upstream_guard import UpstreamGuard
+
+# The exchange takes no body; anything bigger than a small JSON object is refused with 413.
+MAX_BODY_BYTES = 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics()
+    app = web.Application(middlewares=[metrics.middleware(), request_context], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[LIFECYCLE] = Lifecycle()
+    # Without a shared deployment key, a per-process random one still keeps fingerprints keyed.
+    app[FINGERPRINTER] = Fingerprinter(settings.state_hash_key or secrets.token_bytes(32))
+    app[UPSTREAM_GUARD] = UpstreamGuard(
+        settings.upstream_max_concurrency,
+        settings.circuit_failure_threshold,
+        settings.circuit_cooldown_seconds,
+        on_state_change=metrics.set_circuit,
+    )
+    app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
+    app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_state)
+    app.on_shutdown.append(_start_drain)
+    app.router.add_post(TOKEN_PATH, issue_token)
+    app.router.add_get("/livez", livez, allow_head=True)
+    app.router.add_get("/readyz", Readiness(), allow_head=True)
+    app.router.add_get("/metrics", metrics.handler)
+    return app
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with create_http_session(app[SETTINGS]) as http:
+        app[HTTP] = http
+        app[APPWRITE] = AppwriteClient(http, app[SETTINGS])
+        yield
+
+
+async def _state(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[SETTINGS], app[METRICS]
+    client = redis_client(settings.redis_url) if settings.redis_url else None
+    state = State(RedisState(client) if client else None, on_fallback_change=metrics.set_fallback)
+    app[STATE] = state
+    app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])
+    app[READINESS_CHECKS]["state"] = state.readiness
+    try:
+        yield
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
+async def _start_drain(app: web.Application) -> None:
+    app[LIFECYCLE].start_drain()

@@ -1,0 +1,72 @@
+"""Command line: `token-exchange serve | demo | emulator`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from aiohttp import web
+
+from service.app import create_app
+from service.log_config import AccessLogger, configure_logging
+from service.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="token-exchange", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the service, configured from the environment")
+    demo = commands.add_parser("demo", help="run the emulator with a demo user plus the service")
+    demo.add_argument("--port", type=int, default=8080, help="the service's port (default 8080)")
+    demo.add_argument("--emulator-port", type=int, default=8081, help="the emulator's port (default 8081)")
+    demo.add_argument("--mode", choices=("cloud", "1.9", "1.8"), default="cloud", help="Appwrite to emulate")
+    emulator = commands.add_parser("emulator", help="run the Appwrite emulator alone")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        return _serve()
+    if args.command == "demo":
+        from service.demo import run_demo
+
+        configure_logging(os.environ.get("LOG_LEVEL", "warning"), os.environ.get("LOG_FORMAT", "console"))
+        return asyncio.run(run_demo(args.port, args.emulator_port, args.mode))
+    return _emulator(args.host, args.port)
+
+
+def _serve() -> int:
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as error:
+        sys.stderr.write(f"token-exchange: configuration error: {error}\n")
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.drain_timeout_seconds,
+        access_log_class=AccessLogger,
+        print=None,
+    )
+    return 0
+
+
+def _emulator(host: str, port: int) -> int:
+    from service.emulator import EmulatorConfig, create_emulator_app
+
+    try:
+        config = EmulatorConfig.from_env()
+    except ValueError as error:
+        sys.stderr.write(f"token-exchange emulator: configuration error: {error}\n")
+        return 2
+    configure_logging(os.environ.get("LOG_LEVEL", "info"), os.environ.get("LOG_FORMAT", "console"))
+    web.run_app(create_emulator_app(config), host=host, port=port, access_log_class=AccessLogger)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""POST /v1/realtime/token: the session cookie in, a fresh short-lived Appwrite JWT out."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from service import audit
+from service.appwrite_client import UpstreamError
+from service.claims import ClaimsError, TokenClaims, read_claims
+from service.exchange_limits import Admission
+from service.keys import (
+    APPWRITE,
+    CLIENT_IP,
+    EXCHANGE_LIMITS,
+    FINGERPRINTER,
+    METRICS,
+    SETTINGS,
+    UPSTREAM_GUARD,
+)
+from service.problems import ProblemError
+from service.security import check_csrf
+
+TOKEN_PATH = "/v1/realtime/token"  # noqa: S105 - a route, not a secret
+_MAX_COOKIE_LENGTH = 4096
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def session_from_cookie(request: web.Request, cookie_name: str) -> str:
+    """The session value, or a problem: missing, or plainly not a session value."""
+    value = request.cookies.get(cookie_name, "")
+    if not value:
+        raise ProblemError("session_missing", f"The request carries no '{cookie_name}' cookie.")
+    if len(value) > _MAX_COOKIE_LENGTH or not value.isascii() or not value.isprintable():
+        raise ProblemError("session_invalid", "The session cookie is malformed.")
+    return value
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    app = request.app
+    metrics = app[METRICS]
+    audit_fields: dict[str, object] = {"client_ip": request[CLIENT_IP], "origin": request.headers.get("Origin")}
+    try:
+        response = await _exchange(request, audit_fields)
+    except ProblemError as error:
+        metrics.exchanges.labels(error.code).inc()
+        audit.token_denied(error.code, **audit_fields)
+        raise
+    metrics.exchanges.labels("issued").inc()
+    audit.token_issued(**audit_fields)
+    return response
+
+
+async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    # The body is ignored, but reading it enforces the size limit (413) on every caller.
+    await request.read()
+    check_csrf(request, settings)
+    session = session_from_cookie(request, settings.session_cookie_name)
+    fingerprinter = app[FINGERPRINTER]
+    session_fingerprint = fingerprinter.of(session)
+    audit_fields["session_hash"] = fingerprinter.short(session_fingerprint)
+    limits = app[EXCHANGE_LIMITS]
+    admission = await limits.admit(request[CLIENT_IP], session_fingerprint)
+    if admission.user_id:
+        audit_fields["user_id"] = admission.user_id
+    try:
+        jwt, claims = await _mint(request, session, admission, audit_fields)
+    except ProblemError as error:
+        error.headers = {**admission.headers, **error.headers}
+        raise
+    await limits.issued(admission, claims.user_id)
+    audit_fields["user_id"] = claims.user_id
+    expires_in = claims.expires_in(time.time())
+    audit_fields["ttl_seconds"] = expires_in
+    return web.json_response(
+        {"jwt": jwt, "expiresIn": expires_in, "expiresAt": claims.expires_at_rfc3339, "userId": claims.user_id},
+        headers={**_NO_STORE, **admission.headers},
+    )
+
+
+async def _mint(
+    request: web.Request, session: str, admission: Admission, audit_fields: dict[str, object]
+) -> tuple[str, TokenClaims]:
+    """The one Appwrite call, through the concurrency bound and the circuit breaker."""
+    app = request.app
+    async with app[UPSTREAM_GUARD].call():
+        try:
+            minted = await app[APPWRITE].create_jwt(session)
+        except UpstreamError as error:
+            _observe(request, error.upstream_status, error.upstream_seconds, audit_fields)
+            if error.code == "session_invalid":
+                await app[EXCHANGE_LIMITS].rejected(admission)
+            raise
+        _observe(request, minted.upstream_status, minted.upstream_seconds, audit_fields)
+        try:
+            claims = read_claims(minted.jwt, app[SETTINGS].appwrite_jwt_secret)
+        except ClaimsError as error:
+            raise UpstreamError("upstream_bad_response", f"Appwrite's token is unusable: {error}.", 201) from None
+    return minted.jwt, claims
+
+
+def _observe(
+    request: web.Request, status: int | None, seconds: float | None, audit_fields: dict[str, object]
+) -> None:
+    metrics = request.app[METRICS]
+    metrics.upstream_responses.labels(str(status) if status else "error").inc()
+    if seconds is not None:
+        metrics.upstream_seconds.observe(seconds)
+        audit_fields["upstream_ms"] = round(seconds * 1000, 2)

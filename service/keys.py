@@ -1,0 +1,37 @@
+"""Typed keys for application and request state, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from service.appwrite_client import AppwriteClient
+    from service.exchange_limits import ExchangeLimits
+    from service.fingerprints import Fingerprinter
+    from service.lifecycle import Lifecycle
+    from service.metrics import Metrics
+    from service.settings import Settings
+    from service.state import State
+    from service.upstream_guard import UpstreamGuard
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+APPWRITE: web.AppKey[AppwriteClient] = web.AppKey("appwrite")
+FINGERPRINTER: web.AppKey[Fingerprinter] = web.AppKey("fingerprinter")
+LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
+
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
+
+# Named readiness checks that other parts (state, circuit breaker) register; each returns a dict
+# with a "status" of "ok" or something else, which makes /readyz say "degraded".
+READINESS_CHECKS: web.AppKey[dict[str, Callable[[], dict[str, object]]]] = web.AppKey("readiness")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+STATE: web.AppKey[State] = web.AppKey("state")
+EXCHANGE_LIMITS: web.AppKey[ExchangeLimits] = web.AppKey("exchange_limits")
+UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")

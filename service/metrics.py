@@ -1,0 +1,80 @@
+"""Prometheus metrics. Labels hold only fixed vocabularies: route templates, codes, scopes."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from service.upstream_guard import CircuitState
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """One registry per application, so tests and embedded apps never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.exchanges = Counter("token_exchanges", "Token exchanges by outcome code.", ["code"], registry=r)
+        self.request_seconds = Histogram(
+            "http_request_duration_seconds", "Request latency by route.", ["route", "method"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.in_flight = Gauge("http_requests_in_flight", "Requests being handled now.", registry=r)
+        self.upstream_seconds = Histogram(
+            "upstream_request_duration_seconds", "Appwrite call latency.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.upstream_responses = Counter(
+            "upstream_responses", "Appwrite answers by HTTP status (or 'error' when none came).", ["status"],
+            registry=r,
+        )
+        self.ratelimit = Counter(
+            "ratelimit_decisions", "Rate limit decisions by scope.", ["scope", "decision"], registry=r
+        )
+        self.state_fallback = Gauge(
+            "state_backend_fallback", "1 while Redis is unreachable and state falls back to memory.", registry=r
+        )
+        self.circuit = Gauge(
+            "circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
+        )
+        self.relay_open = Gauge("relay_open_sockets", "Relayed Realtime sockets open now.", registry=r)
+        self.relay_frames = Counter(
+            "relay_frames", "Relayed frames by direction.", ["direction"], registry=r
+        )
+        self.relay_bytes = Counter("relay_bytes", "Relayed bytes by direction.", ["direction"], registry=r)
+        self.relay_closes = Counter("relay_closes", "Relayed sockets closed, by reason.", ["reason"], registry=r)
+
+    def set_circuit(self, state: CircuitState) -> None:
+        self.circuit.set(int(state))
+
+    def set_fallback(self, active: bool) -> None:
+        self.state_fallback.set(1 if active else 0)
+
+    def middleware(self) -> web.middleware:  # type: ignore[valid-type]
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            route = request.match_info.route.resource
+            # The route template, never the raw path: unknown paths all count as one label.
+            label = route.canonical if route is not None else "unmatched"
+            started = time.perf_counter()
+            self.in_flight.inc()
+            try:
+                return await handler(request)
+            finally:
+                self.in_flight.dec()
+                method = request.method if request.method in _METHODS else "OTHER"
+                self.request_seconds.labels(label, method).observe(time.perf_counter() - started)
+
+        return measure
+
+    async def handler(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+        )

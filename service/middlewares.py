@@ -1,0 +1,70 @@
+"""Middlewares: request id and log context, CORS, and errors as problem+json (never a traceback)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from service.keys import CLIENT_IP, REQUEST_ID, SETTINGS
+from service.problems import ProblemError, problem_response, response_for
+from service.security import client_ip, cors_headers, preflight_headers
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_log = structlog.get_logger("service")
+
+# aiohttp's own HTTP errors, as our stable codes.
+_HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep a sane incoming X-Request-ID or make one; bind it for every log line of the request."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
+    # A keep-alive connection serves many requests in one task: start each from a clean context.
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response = await _problems(request, handler)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.extend(cors_headers(request, request.app[SETTINGS]))
+    return response
+
+
+async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            return _preflight(request)
+        return await handler(request)
+    except ProblemError as error:
+        return response_for(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _HTTP_ERROR_CODES.get(error.status, "bad_request" if error.status < 500 else "internal_error")
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return problem_response(code, error.reason, headers)
+    except Exception:
+        # A bug, not a user error: the traceback goes to the log, never to the client.
+        _log.exception("request.failed", path=request.rel_url.path)
+        return problem_response("internal_error", "The service failed to handle this request.")
+
+
+def _preflight(request: web.Request) -> web.StreamResponse:
+    headers = preflight_headers(request, request.app[SETTINGS])
+    if "Access-Control-Allow-Origin" not in headers:
+        raise ProblemError("origin_not_allowed", "This origin may not call the token service.")
+    return web.Response(status=204, headers=headers)

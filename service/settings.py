@@ -1,0 +1,199 @@
+"""Service settings: one frozen object, read from the environment and validated at start."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from service.rate_limits import RateLimit, parse_rate_limit
+
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,35}$")
+# RFC 6265 cookie-name: an RFC 7230 token.
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    appwrite_endpoint: str
+    project_id: str
+    session_cookie_name: str
+    token_ttl_seconds: int = 60
+    allowed_origins: frozenset[str] = frozenset()
+    host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
+    port: int = 8080
+    upstream_timeout_seconds: float = 3.0
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    appwrite_jwt_secret: str | None = field(default=None, repr=False)
+    log_level: str = "info"
+    log_format: Literal["json", "console"] = "json"
+    drain_timeout_seconds: float = 20.0
+    rate_limit_ip: RateLimit | None = RateLimit(60, 60)  # noqa: RUF009 - frozen, so sharing is safe
+    rate_limit_session: RateLimit | None = RateLimit(10, 60)  # noqa: RUF009 - frozen, so sharing is safe
+    rate_limit_user: RateLimit | None = RateLimit(30, 60)  # noqa: RUF009 - frozen, so sharing is safe
+    invalid_session_cache_seconds: int = 30
+    redis_url: str | None = field(default=None, repr=False)
+    state_hash_key: bytes | None = field(default=None, repr=False)
+    upstream_max_concurrency: int = 64
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_seconds: float = 10.0
+    relay_channels_allow: tuple[str, ...] = ()
+    relay_revalidate_seconds: float = 300.0
+    relay_max_sockets: int = 10_000
+
+    @property
+    def jwt_url(self) -> str:
+        return f"{self.appwrite_endpoint}/account/jwts"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; raise SettingsError on the first bad one."""
+        reader = _Reader(env)
+        endpoint = reader.url("APPWRITE_ENDPOINT")
+        project_id = reader.required("APPWRITE_PROJECT_ID")
+        if not _PROJECT_ID.match(project_id):
+            raise SettingsError("APPWRITE_PROJECT_ID", "must be 1-36 letters, digits, '.', '_' or '-'")
+        cookie_name = reader.text("SESSION_COOKIE_NAME", f"a_session_{project_id}")
+        if not _COOKIE_NAME.match(cookie_name):
+            raise SettingsError("SESSION_COOKIE_NAME", "is not a valid cookie name")
+        redis_url = reader.optional("REDIS_URL")
+        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        hash_key = reader.optional("STATE_HASH_KEY")
+        if redis_url is not None and hash_key is None:
+            raise SettingsError("STATE_HASH_KEY", "is required with REDIS_URL: replicas must share it")
+        if hash_key is not None and len(hash_key) < 16:
+            raise SettingsError("STATE_HASH_KEY", "must be at least 16 characters")
+        return cls(
+            appwrite_endpoint=endpoint,
+            project_id=project_id,
+            session_cookie_name=cookie_name,
+            token_ttl_seconds=reader.integer("TOKEN_TTL_SECONDS", 60, 1, 3600),
+            allowed_origins=reader.origins("ALLOWED_ORIGINS"),
+            host=reader.text("HOST", "0.0.0.0"),  # noqa: S104
+            port=reader.integer("PORT", 8080, 1, 65535),
+            upstream_timeout_seconds=reader.number("UPSTREAM_TIMEOUT_SECONDS", 3.0, 0.05, 60.0),
+            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            appwrite_jwt_secret=reader.optional("APPWRITE_JWT_SECRET"),
+            log_level=reader.choice("LOG_LEVEL", "info", _LOG_LEVELS),
+            log_format="console" if reader.choice("LOG_FORMAT", "json", ("json", "console")) == "console" else "json",
+            drain_timeout_seconds=reader.number("DRAIN_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
+            rate_limit_ip=reader.rate_limit("RATE_LIMIT_IP", "60/minute"),
+            rate_limit_session=reader.rate_limit("RATE_LIMIT_SESSION", "10/minute"),
+            rate_limit_user=reader.rate_limit("RATE_LIMIT_USER", "30/minute"),
+            invalid_session_cache_seconds=reader.integer("INVALID_SESSION_CACHE_SECONDS", 30, 0, 3600),
+            redis_url=redis_url,
+            state_hash_key=hash_key.encode() if hash_key is not None else None,
+            upstream_max_concurrency=reader.integer("UPSTREAM_MAX_CONCURRENCY", 64, 1, 10_000),
+            circuit_failure_threshold=reader.integer("CIRCUIT_FAILURE_THRESHOLD", 5, 1, 1000),
+            circuit_cooldown_seconds=reader.number("CIRCUIT_COOLDOWN_SECONDS", 10.0, 0.1, 3600.0),
+            relay_channels_allow=reader.patterns("RELAY_CHANNELS_ALLOW"),
+            relay_revalidate_seconds=reader.number("RELAY_REVALIDATE_SECONDS", 300.0, 1.0, 86_400.0),
+            relay_max_sockets=reader.integer("RELAY_MAX_SOCKETS", 10_000, 1, 1_000_000),
+        )
+
+
+class _Reader:
+    """Typed access to environment variables, each failure naming its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(name, "is required")
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(name, f"must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise SettingsError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def url(self, name: str) -> str:
+        raw = self.required(name).rstrip("/")
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(name, "must be an http(s) URL such as https://cloud.appwrite.io/v1")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise SettingsError(name, "must not carry a query, fragment or credentials")
+        return raw
+
+    def origins(self, name: str) -> frozenset[str]:
+        origins = set()
+        for item in self.text(name, "").split(","):
+            item = item.strip().rstrip("/")
+            if not item:
+                continue
+            parts = urlsplit(item)
+            if item == "*" or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(name, f"{item!r} is not an exact origin like https://app.example.com")
+            if parts.path or parts.query or parts.fragment or parts.username:
+                raise SettingsError(name, f"{item!r} must be scheme://host[:port] only")
+            origins.add(f"{parts.scheme}://{parts.netloc.lower()}")
+        return frozenset(origins)
+
+    def networks(self, name: str) -> tuple[IpNetwork, ...]:
+        networks = []
+        for item in self.text(name, "").split(","):
+            if item.strip():
+                try:
+                    networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise SettingsError(name, f"{item.strip()!r} is not an IP address or CIDR") from None
+        return tuple(networks)
+
+    def rate_limit(self, name: str, default: str) -> RateLimit | None:
+        try:
+            return parse_rate_limit(self.text(name, default))
+        except ValueError as error:
+            raise SettingsError(name, str(error)) from None
+
+    def patterns(self, name: str) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.text(name, "").split(",") if p.strip())

@@ -1,0 +1,131 @@
+"""Shared state for limits and caches: Redis when configured, per-process memory otherwise, and
+memory again while Redis is unreachable (the exchange keeps working; limits become per-replica)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from aiocache import SimpleMemoryCache
+from aiocache.serializers import NullSerializer
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from service.redis_state import RedisState
+from service.sliding_window import Check, Decision, MemoryLimiter
+
+_log = structlog.get_logger("state")
+T = TypeVar("T")
+
+# Sessions keep their user for as long as a session plausibly lives; Appwrite's default is a year,
+# but a day bounds the cache and the mapping is relearned from the next token anyway.
+SESSION_USER_TTL_SECONDS = 86_400
+REDIS_RETRY_SECONDS = 1.0
+
+
+class State:
+    """Every read and write goes to Redis if it is healthy, else to memory; never raises on outage."""
+
+    def __init__(self, redis: RedisState | None, on_fallback_change: Callable[[bool], None]) -> None:
+        self._redis = redis
+        self._memory_limiter = MemoryLimiter()
+        self._memory_cache = SimpleMemoryCache(serializer=NullSerializer(), namespace="rtx:cache")
+        self._on_fallback_change = on_fallback_change
+        self._redis_down_since: float | None = None
+        self._next_redis_try = 0.0
+
+    @property
+    def backend(self) -> str:
+        return "memory" if self._redis is None else "redis"
+
+    @property
+    def degraded(self) -> bool:
+        return self._redis_down_since is not None
+
+    def readiness(self) -> dict[str, object]:
+        if self._redis is None:
+            return {"status": "ok", "backend": "memory"}
+        if self.degraded:
+            return {"status": "degraded", "backend": "redis", "fallback": "memory"}
+        return {"status": "ok", "backend": "redis"}
+
+    @staticmethod
+    def key(scope: str, fingerprint: str) -> str:
+        return f"rtx:rl:{scope}:{fingerprint}"
+
+    async def hit(self, checks: list[Check]) -> list[Decision]:
+        redis = self._redis
+        return await self._with_fallback(
+            (lambda: redis.hit(checks)) if redis else None,
+            lambda: self._memory_limiter.hit(checks),
+        )
+
+    async def add(self, check: Check) -> None:
+        redis = self._redis
+        await self._with_fallback(
+            (lambda: redis.add(check)) if redis else None,
+            lambda: self._memory_limiter.add(check),
+        )
+
+    async def get_cached(self, key: str) -> str | None:
+        value = await self._cache_call(lambda cache: cache.get(key))
+        return value if isinstance(value, str) else None
+
+    async def set_cached(self, key: str, value: str, ttl: int) -> None:
+        if ttl > 0:
+            await self._cache_call(lambda cache: cache.set(key, value, ttl=ttl))
+
+    async def _cache_call(self, call: Callable[..., Awaitable[T]]) -> T:
+        async def memory() -> T:
+            return await call(self._memory_cache)
+
+        redis = self._redis
+        return await self._with_fallback_async((lambda: call(redis.cache)) if redis else None, memory)
+
+    async def _with_fallback(
+        self, primary: Callable[[], Awaitable[T]] | None, fallback: Callable[[], T]
+    ) -> T:
+        async def in_memory() -> T:
+            return fallback()
+
+        return await self._with_fallback_async(primary, in_memory)
+
+    async def _with_fallback_async(
+        self, primary: Callable[[], Awaitable[T]] | None, fallback: Callable[[], Awaitable[T]]
+    ) -> T:
+        now = time.monotonic()
+        if primary is None or (self.degraded and now < self._next_redis_try):
+            return await fallback()
+        try:
+            result = await primary()
+        except (RedisError, OSError, TimeoutError) as error:
+            self._next_redis_try = now + REDIS_RETRY_SECONDS
+            if not self.degraded:
+                self._redis_down_since = now
+                # Once per outage, not once per request.
+                _log.warning("state.redis_unavailable", fallback="memory", error=type(error).__name__)
+                self._on_fallback_change(True)
+            return await fallback()
+        if self.degraded:
+            _log.warning("state.redis_recovered", outage_seconds=round(now - (self._redis_down_since or now), 1))
+            self._redis_down_since = None
+            self._on_fallback_change(False)
+        return result
+
+
+def redis_client(url: str) -> Redis:
+    """Short timeouts: during an outage each request pays at most this, then memory takes over."""
+    return Redis.from_url(
+        url,
+        socket_timeout=0.25,
+        socket_connect_timeout=0.25,
+        health_check_interval=0,
+        retry_on_timeout=False,
+        # No client-side retries: a failure falls back to memory at once instead of stalling.
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )

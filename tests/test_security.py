@@ -1,0 +1,137 @@
+"""CSRF, Origin, CORS, request ids, client IPs and the shape of every refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import exchange
+from tests.helpers import assert_problem, upstream_requests
+
+ALLOWED = "https://app.example.com"
+
+
+async def test_missing_csrf_header_is_refused_before_anything_else(service, emulator, session_cookie) -> None:
+    await assert_problem(await exchange(service, session_cookie, headers={"X-CSRF": ""}), 403, "csrf_header_missing")
+    await assert_problem(await exchange(service, session_cookie, headers={"X-CSRF": "yes"}), 403, "csrf_header_missing")
+    assert await upstream_requests(emulator) == []
+
+
+async def test_foreign_origin_is_refused(service, emulator, session_cookie) -> None:
+    response = await exchange(service, session_cookie, headers={"Origin": "https://evil.example"})
+    await assert_problem(response, 403, "origin_not_allowed")
+    assert "Access-Control-Allow-Origin" not in response.headers
+    await assert_problem(await exchange(service, session_cookie, headers={"Origin": "null"}), 403, "origin_not_allowed")
+    assert await upstream_requests(emulator) == []
+
+
+async def test_allowed_origin_gets_credentialed_cors(service, session_cookie) -> None:
+    response = await exchange(service, session_cookie, headers={"Origin": ALLOWED})
+    assert response.status == 200
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Origin" in response.headers["Vary"]
+
+
+async def test_same_origin_needs_no_allowlist(service, session_cookie) -> None:
+    own = f"http://{service.server.host}:{service.server.port}"
+    response = await exchange(service, session_cookie, headers={"Origin": own})
+    assert response.status == 200
+    # Same-origin needs no CORS headers at all.
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_cross_site_fetch_without_origin_is_refused(service, session_cookie) -> None:
+    response = await exchange(service, session_cookie, headers={"Sec-Fetch-Site": "cross-site"})
+    await assert_problem(response, 403, "origin_not_allowed")
+    same_site = await exchange(service, session_cookie, headers={"Sec-Fetch-Site": "same-origin"})
+    assert same_site.status == 200
+
+
+async def test_preflight_allows_the_csrf_header_for_allowed_origins_only(service) -> None:
+    response = await service.options(
+        "/v1/realtime/token",
+        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-csrf"},
+    )
+    assert response.status == 204
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "X-CSRF" in response.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Access-Control-Allow-Methods"] == "POST"
+    assert "Origin" in response.headers["Vary"]
+    refused = await service.options(
+        "/v1/realtime/token", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    await assert_problem(refused, 403, "origin_not_allowed")
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+async def test_never_a_wildcard(service_factory, session_cookie) -> None:
+    from service.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="ALLOWED_ORIGINS"):
+        await service_factory(ALLOWED_ORIGINS="*")
+    service = await service_factory()
+    for origin in (ALLOWED, "https://evil.example"):
+        response = await exchange(service, session_cookie, headers={"Origin": origin})
+        assert response.headers.get("Access-Control-Allow-Origin") != "*"
+
+
+async def test_get_is_method_not_allowed(service, session_cookie) -> None:
+    response = await service.get("/v1/realtime/token", headers={"X-CSRF": "1"})
+    await assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_unknown_path_is_not_found(service) -> None:
+    await assert_problem(await service.get("/nope"), 404, "not_found")
+
+
+async def test_oversized_body_is_refused(service, emulator, session_cookie) -> None:
+    response = await exchange(service, session_cookie, data=b"x" * 10_000)
+    await assert_problem(response, 413, "body_too_large")
+    assert await upstream_requests(emulator) == []
+
+
+async def test_a_small_body_is_ignored(service, session_cookie) -> None:
+    response = await exchange(service, session_cookie, json={"duration": 3600})
+    assert response.status == 200
+    assert (await response.json())["expiresIn"] <= 60
+
+
+async def test_request_id_is_kept_when_sane_and_made_otherwise(service, session_cookie) -> None:
+    kept = await exchange(service, session_cookie, headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["X-Request-ID"] == "abc-123"
+    replaced = await exchange(service, session_cookie, headers={"X-Request-ID": "bad id\twith junk"})
+    assert replaced.headers["X-Request-ID"] not in ("", "bad id\twith junk")
+    assert len(replaced.headers["X-Request-ID"]) == 32
+    for response in (await service.get("/livez"), await service.get("/nope"), await exchange(service)):
+        assert response.headers["X-Request-ID"]
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(service_factory, session_cookie, logs) -> None:
+    untrusted = await service_factory()
+    await exchange(untrusted, session_cookie, headers={"X-Forwarded-For": "203.0.113.9"})
+    trusted = await service_factory(TRUSTED_PROXIES="127.0.0.0/8")
+    await exchange(trusted, session_cookie, headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.5"})
+    ips = [event["client_ip"] for event in logs.events("token.issued")]
+    assert ips == ["127.0.0.1", "203.0.113.9"]
+
+
+def test_client_ip_walks_the_chain_from_the_right() -> None:
+    import ipaddress
+    from unittest.mock import Mock
+
+    from service.security import client_ip
+
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    request = Mock(remote="10.0.0.2", headers={"X-Forwarded-For": "1.1.1.1, 198.51.100.7, 10.0.0.9"})
+    assert client_ip(request, proxies) == "198.51.100.7"
+    spoofed = Mock(remote="198.51.100.1", headers={"X-Forwarded-For": "1.1.1.1"})
+    assert client_ip(spoofed, proxies) == "198.51.100.1"
+    junk = Mock(remote="10.0.0.2", headers={"X-Forwarded-For": "not-an-ip"})
+    assert client_ip(junk, proxies) == "10.0.0.2"
+
+
+async def test_problem_responses_are_never_cached(service) -> None:
+    response = await exchange(service)
+    assert response.headers["Cache-Control"] == "no-store"

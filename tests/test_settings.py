@@ -1,0 +1,82 @@
+"""Configuration is validated at start, and every refusal names its variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.settings import Settings, SettingsError
+
+BASE = {"APPWRITE_ENDPOINT": "https://cloud.appwrite.io/v1", "APPWRITE_PROJECT_ID": "p1"}
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.session_cookie_name == "a_session_p1"
+    assert settings.token_ttl_seconds == 60
+    assert settings.port == 8080 and settings.host == "0.0.0.0"
+    assert settings.upstream_timeout_seconds == 3.0
+    assert settings.allowed_origins == frozenset()
+    assert settings.trusted_proxies == ()
+    assert settings.appwrite_jwt_secret is None
+    assert settings.log_format == "json"
+    assert settings.drain_timeout_seconds == 20.0
+    assert settings.jwt_url == "https://cloud.appwrite.io/v1/account/jwts"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    settings = Settings.from_env({**BASE, "APPWRITE_JWT_SECRET": "s3cr3t-value", "REDIS_URL": "redis://:pw@h/0",
+                                  "STATE_HASH_KEY": "k" * 32})
+    assert "s3cr3t-value" not in repr(settings)
+    assert "pw@" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("APPWRITE_ENDPOINT", ""),
+        ("APPWRITE_ENDPOINT", "ftp://x"),
+        ("APPWRITE_ENDPOINT", "https://user:pw@x/v1"),
+        ("APPWRITE_PROJECT_ID", ""),
+        ("APPWRITE_PROJECT_ID", "bad id!"),
+        ("SESSION_COOKIE_NAME", "a session"),
+        ("TOKEN_TTL_SECONDS", "0"),
+        ("TOKEN_TTL_SECONDS", "3601"),
+        ("TOKEN_TTL_SECONDS", "ten"),
+        ("ALLOWED_ORIGINS", "*"),
+        ("ALLOWED_ORIGINS", "https://app.example.com/path"),
+        ("ALLOWED_ORIGINS", "app.example.com"),
+        ("PORT", "70000"),
+        ("UPSTREAM_TIMEOUT_SECONDS", "-1"),
+        ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("LOG_LEVEL", "loud"),
+        ("LOG_FORMAT", "xml"),
+        ("DRAIN_TIMEOUT_SECONDS", "forever"),
+    ],
+)
+def test_bad_values_name_their_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**BASE, variable: value})
+    assert raised.value.variable == variable
+    assert str(raised.value).startswith(variable)
+
+
+def test_origins_and_proxies_parse() -> None:
+    settings = Settings.from_env(
+        {**BASE, "ALLOWED_ORIGINS": "https://App.Example.com, http://localhost:3000/", "TRUSTED_PROXIES": "10.0.0.0/8,::1"}
+    )
+    assert settings.allowed_origins == {"https://app.example.com", "http://localhost:3000"}
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_serve_refuses_to_start_and_names_the_variable() -> None:
+    env = {**os.environ, **BASE, "TOKEN_TTL_SECONDS": "9999"}
+    result = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "service", "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert "TOKEN_TTL_SECONDS" in result.stderr
+    assert "Traceback" not in result.stderr
