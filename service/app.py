@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,7 @@ from service.keys import (
     LIFECYCLE,
     METRICS,
     READINESS_CHECKS,
+    RELAYS,
     SETTINGS,
     STATE,
     UPSTREAM_GUARD,
@@ -28,6 +30,7 @@ from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.middlewares import request_context
 from service.redis_state import RedisState
+from service.relay import RELAY_PATH, relay
 from service.settings import Settings
 from service.state import State, redis_client
 from service.upstream_guard import UpstreamGuard
@@ -51,12 +54,14 @@ def create_app(settings: Settings) -> web.Application:
         on_state_change=metrics.set_circuit,
     )
     app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
+    app[RELAYS] = set()
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_state)
     app.on_shutdown.append(_start_drain)
     app.router.add_post(TOKEN_PATH, issue_token)
+    app.router.add_get(RELAY_PATH, relay)
     app.router.add_get("/livez", livez, allow_head=True)
-    app.router.add_get("/readyz", Readiness(), allow_head=True)
+    app.router.add_get("/readyz", Readiness().handle, allow_head=True)
     app.router.add_get("/metrics", metrics.handler)
     return app
 
@@ -70,7 +75,8 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _state(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[SETTINGS], app[METRICS]
-    client = redis_client(settings.redis_url) if settings.redis_url else None
+    # redis-py reads package metadata from disk when it builds a client: keep that off the loop.
+    client = await asyncio.to_thread(redis_client, settings.redis_url) if settings.redis_url else None
     state = State(RedisState(client) if client else None, on_fallback_change=metrics.set_fallback)
     app[STATE] = state
     app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])

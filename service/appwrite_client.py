@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 import aiohttp
 
@@ -63,25 +64,44 @@ def create_http_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 class AppwriteClient:
-    """Mints Appwrite JWTs for a session. Sends only the project, the session and the duration."""
+    """Calls Appwrite for one session. Sends only the project, the session and the duration."""
 
     def __init__(self, http: aiohttp.ClientSession, settings: Settings) -> None:
         self._http = http
-        self._url = settings.jwt_url
+        self._jwt_url = settings.jwt_url
+        self._account_url = f"{settings.appwrite_endpoint}/account"
         self._body = json.dumps({"duration": settings.token_ttl_seconds}).encode()
 
     async def create_jwt(self, session_value: str) -> MintedToken:
+        status, raw, elapsed = await self._call("POST", self._jwt_url, session_value, self._body)
+        jwt = _json_field(raw, "jwt")
+        if not isinstance(jwt, str) or not jwt:
+            raise UpstreamError("upstream_bad_response", "Appwrite answered without a token.", status, None, elapsed)
+        return MintedToken(jwt=jwt, upstream_status=status, upstream_seconds=elapsed)
+
+    async def get_account_id(self, session_value: str) -> str:
+        """The session's user id: proves the session is live and the user not blocked."""
+        status, raw, elapsed = await self._call("GET", self._account_url, session_value, None)
+        user_id = _json_field(raw, "$id")
+        if not isinstance(user_id, str) or not user_id:
+            raise UpstreamError("upstream_bad_response", "Appwrite answered without an account.", status, None, elapsed)
+        return user_id
+
+    async def _call(self, method: str, url: str, session_value: str, body: bytes | None) -> tuple[int, bytes, float]:
+        """One request; an error answer or a transport failure becomes an UpstreamError."""
         started = time.perf_counter()
+        headers = {"X-Appwrite-Session": session_value}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            async with self._http.post(
-                self._url,
-                data=self._body,
-                headers={"X-Appwrite-Session": session_value, "Content-Type": "application/json"},
-                allow_redirects=False,
+            async with self._http.request(
+                method, url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 raw = await response.read()
                 elapsed = time.perf_counter() - started
-                return _read_answer(response.status, response.headers, raw, elapsed)
+                if response.status >= 300:
+                    raise_for_answer(response.status, response.headers, raw, elapsed)
+                return response.status, raw, elapsed
         except TimeoutError:
             raise UpstreamError(
                 "upstream_timeout", "Appwrite did not answer in time.", None, None, time.perf_counter() - started
@@ -97,12 +117,8 @@ class AppwriteClient:
             ) from None
 
 
-def _read_answer(status: int, headers: Mapping[str, str], raw: bytes, elapsed: float) -> MintedToken:
-    if status == 201:
-        jwt = _json_field(raw, "jwt")
-        if not isinstance(jwt, str) or not jwt:
-            raise UpstreamError("upstream_bad_response", "Appwrite answered without a token.", status, None, elapsed)
-        return MintedToken(jwt=jwt, upstream_status=status, upstream_seconds=elapsed)
+def raise_for_answer(status: int, headers: Mapping[str, str], raw: bytes, elapsed: float | None) -> NoReturn:
+    """Map an Appwrite error answer to our problem codes."""
     error_type = _json_field(raw, "type")
     if status == 401:
         code = _ERROR_TYPES.get(str(error_type), "session_invalid")
@@ -115,15 +131,13 @@ def _read_answer(status: int, headers: Mapping[str, str], raw: bytes, elapsed: f
     if status == 429:
         raise UpstreamError(
             "upstream_rate_limited",
-            "Appwrite's per-user token limit is reached.",
+            "Appwrite's per-user rate limit is reached.",
             status,
             _retry_after_from_reset(headers),
             elapsed,
         )
     if status >= 500 and status != 501:
-        raise UpstreamError(
-            "upstream_unavailable", "Appwrite is failing.", status, UNAVAILABLE_RETRY_AFTER, elapsed
-        )
+        raise UpstreamError("upstream_unavailable", "Appwrite is failing.", status, UNAVAILABLE_RETRY_AFTER, elapsed)
     raise UpstreamError(
         "upstream_bad_response", f"Appwrite answered {status} ({_safe_type(error_type)}).", status, None, elapsed
     )

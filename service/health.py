@@ -37,7 +37,7 @@ class Readiness:
             )
         return self._version
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         checks: dict[str, object] = {}
         ready = True
         if request.app[LIFECYCLE].draining:

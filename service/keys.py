@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from service.fingerprints import Fingerprinter
     from service.lifecycle import Lifecycle
     from service.metrics import Metrics
+    from service.relay import Relay
     from service.settings import Settings
     from service.state import State
     from service.upstream_guard import UpstreamGuard
@@ -35,3 +36,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 STATE: web.AppKey[State] = web.AppKey("state")
 EXCHANGE_LIMITS: web.AppKey[ExchangeLimits] = web.AppKey("exchange_limits")
 UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
+RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")

@@ -26,6 +26,7 @@ PROBLEMS: dict[str, ProblemKind] = {
     "user_blocked": ProblemKind(403, "User is blocked"),
     "csrf_header_missing": ProblemKind(403, "CSRF header missing"),
     "origin_not_allowed": ProblemKind(403, "Origin not allowed"),
+    "channel_not_allowed": ProblemKind(403, "Realtime channel not allowed"),
     "rate_limited": ProblemKind(429, "Too many requests"),
     "upstream_rate_limited": ProblemKind(429, "Appwrite rate limit reached"),
     "upstream_bad_response": ProblemKind(502, "Bad response from Appwrite"),

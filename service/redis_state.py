@@ -49,6 +49,18 @@ return 1
 """
 
 
+class _RedisCache(RedisCache):  # type: ignore[misc]
+    """aiocache 0.12 writes with SETEX/PSETEX, which redis-py 8 deprecates; SET EX/PX is the same."""
+
+    async def _set(self, key: str, value: object, ttl: float | None = None, _cas_token: object = None,
+                   _conn: object = None) -> object:
+        if _cas_token is not None or ttl is None:
+            return await super()._set(key, value, ttl=ttl, _cas_token=_cas_token, _conn=_conn)
+        if isinstance(ttl, float):
+            return await self.client.set(key, value, px=int(ttl * 1000))
+        return await self.client.set(key, value, ex=ttl)
+
+
 class RedisState:
     """Rate limits and caches shared by every replica. Keys are only ever HMAC fingerprints."""
 
@@ -59,7 +71,7 @@ class RedisState:
         self._add_script = client.register_script(_ADD_LUA)
         # aiocache builds a pool of its own; swap in ours so there is one pool with our timeouts,
         # and never call its close() (redis-py 5+ warns) or clear() (FLUSHDB on the whole database).
-        self.cache = RedisCache(namespace=f"{prefix}:cache", serializer=StringSerializer())
+        self.cache = _RedisCache(namespace=f"{prefix}:cache", serializer=StringSerializer())
         self.cache.client = client
 
     def key(self, scope: str, fingerprint: str) -> str:

@@ -33,7 +33,7 @@ class State:
     def __init__(self, redis: RedisState | None, on_fallback_change: Callable[[bool], None]) -> None:
         self._redis = redis
         self._memory_limiter = MemoryLimiter()
-        self._memory_cache = SimpleMemoryCache(serializer=NullSerializer(), namespace="rtx:cache")
+        self._memory_cache = SimpleMemoryCache(serializer=NullSerializer(), namespace="rtx:cache:")
         self._on_fallback_change = on_fallback_change
         self._redis_down_since: float | None = None
         self._next_redis_try = 0.0

@@ -1,0 +1,306 @@
+"""GET /v1/realtime: relays the browser's Realtime socket to Appwrite, authenticated server-side.
+
+The browser's handshake carries the httpOnly cookie; the relay checks it, opens the upstream socket
+with X-Appwrite-Session (which a browser cannot set), and passes frames both ways. No credential
+ever reaches JavaScript, and the relay closes the socket once the session ends, which Appwrite
+itself never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import random
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from service import audit
+from service.appwrite_client import UpstreamError
+from service.exchange import session_from_cookie
+from service.keys import (
+    APPWRITE,
+    CLIENT_IP,
+    EXCHANGE_LIMITS,
+    FINGERPRINTER,
+    HTTP,
+    LIFECYCLE,
+    METRICS,
+    RELAYS,
+    REQUEST_ID,
+    SETTINGS,
+    UPSTREAM_GUARD,
+)
+from service.problems import ProblemError
+from service.security import check_origin
+
+RELAY_PATH = "/v1/realtime"
+MAX_FRAME_BYTES = 64 * 1024
+# A client that cannot take a frame within this long is not reading: close it rather than buffer.
+SEND_TIMEOUT_SECONDS = 10.0
+# On SIGTERM, sockets close at random within this spread so clients do not reconnect all at once.
+SHUTDOWN_SPREAD_SECONDS = 5.0
+_DIRECTIONS = ("to_appwrite", "to_client")
+
+
+@dataclass
+class RelayStats:
+    opened_at: float = field(default_factory=time.monotonic)
+    frames: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
+    bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
+    close_reason: str | None = None
+    close_code: int = WSCloseCode.OK
+
+
+class _SlowClient(Exception):
+    """The browser stopped reading; its socket is closed instead of buffering without bound."""
+
+
+def channels_allowed(channels: list[str], patterns: tuple[str, ...]) -> list[str]:
+    """The channels that no pattern allows (all are allowed when no policy is set)."""
+    if not patterns:
+        return []
+    return [c for c in channels if not any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+
+
+def upstream_url(endpoint: str, project_id: str, query: dict[str, list[str]]) -> str:
+    """wss://<appwrite>/v1/realtime?project=<id>, keeping the SDK's other parameters but never a JWT."""
+    parts = urlsplit(endpoint)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    params = [("project", project_id)]
+    params += [(k, v) for k, values in query.items() if k not in ("project", "jwt") for v in values]
+    return urlunsplit((scheme, parts.netloc, f"{parts.path}/realtime", urlencode(params, safe="[]"), ""))
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[SETTINGS]
+    probe = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
+    if not probe.can_prepare(request).ok:
+        raise ProblemError("bad_request", "This route takes a WebSocket upgrade.")
+    if app[LIFECYCLE].draining:
+        raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
+    check_origin(request, settings)
+    session = session_from_cookie(request, settings.session_cookie_name)
+    query = {key: request.query.getall(key) for key in request.query}
+    denied = channels_allowed(query.get("channels[]", []), settings.relay_channels_allow)
+    if denied:
+        raise ProblemError("channel_not_allowed", f"Channels not allowed here: {', '.join(denied)}.")
+    fingerprinter = app[FINGERPRINTER]
+    session_fingerprint = fingerprinter.of(session)
+    fields: dict[str, object] = {
+        "client_ip": request[CLIENT_IP],
+        "origin": request.headers.get("Origin"),
+        "session_hash": fingerprinter.short(session_fingerprint),
+    }
+    if len(app[RELAYS]) >= settings.relay_max_sockets:
+        raise ProblemError("upstream_saturated", "This replica relays as many sockets as it may.", {"Retry-After": "5"})
+    limits = app[EXCHANGE_LIMITS]
+    admission = await limits.admit(request[CLIENT_IP], session_fingerprint)
+    try:
+        async with app[UPSTREAM_GUARD].call():
+            user_id = await app[APPWRITE].get_account_id(session)
+    except UpstreamError as error:
+        if error.code == "session_invalid":
+            await limits.rejected(admission)
+        raise
+    await limits.issued(admission, user_id)
+    fields["user_id"] = user_id
+
+    upstream = await _connect_upstream(request, session, query)
+    client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
+    client.headers["X-Request-ID"] = request[REQUEST_ID]
+    await client.prepare(request)
+    await Relay(request, client, upstream, session, fields).run()
+    return client
+
+
+async def _connect_upstream(
+    request: web.Request, session: str, query: dict[str, list[str]]
+) -> aiohttp.ClientWebSocketResponse:
+    settings = request.app[SETTINGS]
+    try:
+        return await request.app[HTTP].ws_connect(
+            upstream_url(settings.appwrite_endpoint, settings.project_id, query),
+            headers={
+                "X-Appwrite-Session": session,
+                "X-Appwrite-Project": settings.project_id,
+                # Appwrite takes the client IP from here for its own limits; no Origin is sent,
+                # so Appwrite skips its platform check and the relay's allowlist stands instead.
+                "X-Forwarded-For": request[CLIENT_IP],
+            },
+            max_msg_size=MAX_FRAME_BYTES,
+            autoping=True,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+        )
+    except TimeoutError:
+        raise ProblemError("upstream_timeout", "Appwrite Realtime did not answer in time.") from None
+    except aiohttp.WSServerHandshakeError as error:
+        raise ProblemError("upstream_bad_response", f"Appwrite Realtime refused the socket ({error.status}).") from None
+    except (aiohttp.ClientError, OSError):
+        raise ProblemError(
+            "upstream_unavailable", "Appwrite Realtime could not be reached.", {"Retry-After": "5"}
+        ) from None
+
+
+class Relay:
+    """One relayed socket: two pumps, a session re-check, and the shutdown signal."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        client: web.WebSocketResponse,
+        upstream: aiohttp.ClientWebSocketResponse,
+        session: str,
+        fields: dict[str, object],
+    ) -> None:
+        self._app = request.app
+        self._client = client
+        self._upstream = upstream
+        self._session = session
+        self._fields = fields
+        self._stats = RelayStats()
+        self._patterns = request.app[SETTINGS].relay_channels_allow
+        self._metrics = request.app[METRICS]
+
+    async def run(self) -> None:
+        relays, metrics = self._app[RELAYS], self._metrics
+        relays.add(self)
+        metrics.relay_open.inc()
+        audit.relay_opened(**self._fields)
+        tasks = [
+            asyncio.create_task(self._to_appwrite()),
+            asyncio.create_task(self._to_client()),
+            asyncio.create_task(self._revalidate()),
+            asyncio.create_task(self._close_on_shutdown()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._end("error", WSCloseCode.INTERNAL_ERROR)
+            reason = self._stats.close_reason or "error"
+            await self._close(self._stats.close_code, reason)
+            relays.discard(self)
+            metrics.relay_open.dec()
+            metrics.relay_closes.labels(reason).inc()
+            for direction in _DIRECTIONS:
+                metrics.relay_frames.labels(direction).inc(self._stats.frames[direction])
+                metrics.relay_bytes.labels(direction).inc(self._stats.bytes[direction])
+            audit.relay_closed(
+                duration_s=round(time.monotonic() - self._stats.opened_at, 3),
+                frames=self._stats.frames,
+                bytes=self._stats.bytes,
+                close_code=int(self._stats.close_code),
+                close_reason=reason,
+                **self._fields,
+            )
+
+    def _end(self, reason: str, code: int) -> None:
+        """Record why the socket ends; the first reason wins."""
+        if self._stats.close_reason is None:
+            self._stats.close_reason, self._stats.close_code = reason, code
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.close(code=code, message=reason.encode()), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._upstream.close(), 2.0)
+
+    async def _to_appwrite(self) -> None:
+        async for message in self._client:
+            if message.type is WSMsgType.TEXT:
+                refusal = self._screen(message.data)
+                if refusal == "drop":
+                    continue
+                if refusal is not None:
+                    await self._send_client_str(refusal)
+                    continue
+                await self._upstream.send_str(message.data)
+                self._count("to_appwrite", len(message.data))
+            elif message.type is WSMsgType.BINARY:
+                await self._upstream.send_bytes(message.data)
+                self._count("to_appwrite", len(message.data))
+        self._end("client_closed", WSCloseCode.OK)
+
+    def _screen(self, text: str) -> str | None:
+        """None to forward; "drop" for frames the relay owns; an error frame for refused ones."""
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(frame, dict):
+            return None
+        kind = frame.get("type")
+        if kind == "authentication":
+            # The relay owns authentication: a page must not switch the socket to another session.
+            return "drop"
+        if kind == "subscribe" and self._patterns:
+            channels = [
+                channel
+                for item in frame.get("data") or []
+                if isinstance(item, dict)
+                for channel in item.get("channels") or []
+                if isinstance(channel, str)
+            ]
+            denied = channels_allowed(channels, self._patterns)
+            if denied:
+                return json.dumps(
+                    {"type": "error", "data": {"code": 1008, "message": f"Channel not allowed: {', '.join(denied)}"}}
+                )
+        return None
+
+    async def _to_client(self) -> None:
+        async for message in self._upstream:
+            if message.type is WSMsgType.TEXT:
+                await self._send_client_str(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await self._send_client_bytes(message.data)
+        code = self._upstream.close_code
+        # Pass Appwrite's own close on (1008 stops the SDK); anything abnormal asks for a reconnect.
+        sendable = code is not None and (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code < 5000)
+        self._end("upstream_closed", code if sendable and code is not None else WSCloseCode.INTERNAL_ERROR)
+
+    async def _send_client_str(self, data: str) -> None:
+        await self._bounded_send(self._client.send_str(data), len(data))
+
+    async def _send_client_bytes(self, data: bytes) -> None:
+        await self._bounded_send(self._client.send_bytes(data), len(data))
+
+    async def _bounded_send(self, sending: Awaitable[None], size: int) -> None:
+        try:
+            await asyncio.wait_for(sending, SEND_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self._end("slow_client", WSCloseCode.TRY_AGAIN_LATER)
+            raise _SlowClient from None
+        self._count("to_client", size)
+
+    def _count(self, direction: str, size: int) -> None:
+        self._stats.frames[direction] += 1
+        self._stats.bytes[direction] += size
+
+    async def _revalidate(self) -> None:
+        interval = self._app[SETTINGS].relay_revalidate_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._app[APPWRITE].get_account_id(self._session)
+            except UpstreamError as error:
+                if error.code in ("session_invalid", "user_blocked", "mfa_required"):
+                    self._end("session_ended", WSCloseCode.POLICY_VIOLATION)
+                    return
+                # Appwrite failing is no reason to cut a working socket; check again next time.
+
+    async def _close_on_shutdown(self) -> None:
+        await self._app[LIFECYCLE].drain_started.wait()
+        spread = min(SHUTDOWN_SPREAD_SECONDS, self._app[SETTINGS].drain_timeout_seconds / 2)
+        await asyncio.sleep(random.uniform(0, spread))  # noqa: S311 - jitter, not crypto
+        self._end("shutdown", WSCloseCode.GOING_AWAY)

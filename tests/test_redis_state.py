@@ -1,0 +1,120 @@
+"""Shared state in a real redis-server: one limit across replicas, an outage, and the recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from service.app import create_app
+from tests.conftest import exchange, service_settings
+from tests.helpers import assert_problem
+from tests.processes import free_port, running
+from tests.redis_server import RedisServer, redis_server
+
+HASH_KEY = "shared-deployment-key-0123456789"
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+async def test_two_replicas_enforce_one_limit(emulator, aiohttp_client, redis) -> None:
+    env = {"REDIS_URL": redis.url, "STATE_HASH_KEY": HASH_KEY, "RATE_LIMIT_SESSION": "3/minute"}
+    replicas = [await aiohttp_client(create_app(service_settings(emulator, **env))) for _ in range(2)]
+    _, _, cookie = emulator.signed_in_user()
+    statuses = [(await exchange(replicas[i % 2], cookie)).status for i in range(6)]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+async def test_no_secret_becomes_a_redis_key(emulator, service_factory, redis) -> None:
+    service = await service_factory(REDIS_URL=redis.url, STATE_HASH_KEY=HASH_KEY)
+    user_id, session_id, cookie = emulator.signed_in_user()
+    assert (await exchange(service, cookie)).status == 200
+    _, dead_session, dead_cookie = emulator.signed_in_user("dead@example.com")
+    emulator.state.delete_session(dead_session)
+    assert (await exchange(service, dead_cookie)).status == 401
+    client = await asyncio.to_thread(aioredis.Redis, port=redis.port)
+    try:
+        keys = [key.decode() async for key in client.scan_iter("*")]
+    finally:
+        await client.aclose()
+    assert any(key.startswith("rtx:rl:session:") for key in keys), keys
+    assert any(key.startswith("rtx:cache:invalid:") for key in keys), keys
+    assert any(key.startswith("rtx:cache:user:") for key in keys)
+    for key in keys:
+        for secret in (cookie, dead_cookie, user_id, session_id, "127.0.0.1"):
+            assert secret not in key
+
+
+async def test_redis_outage_falls_back_and_recovers(emulator, service_factory, redis, logs) -> None:
+    service = await service_factory(REDIS_URL=redis.url, STATE_HASH_KEY=HASH_KEY, RATE_LIMIT_SESSION="off")
+    _, _, cookie = emulator.signed_in_user()
+    assert (await exchange(service, cookie)).status == 200
+    assert (await (await service.get("/readyz")).json())["checks"]["state"]["status"] == "ok"
+
+    await asyncio.to_thread(redis.stop)
+    for _ in range(5):
+        assert (await exchange(service, cookie)).status == 200
+    ready = await (await service.get("/readyz")).json()
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["state"] == {"status": "degraded", "backend": "redis", "fallback": "memory"}
+    assert "state_backend_fallback 1.0" in await (await service.get("/metrics")).text()
+    assert len(logs.events("state.redis_unavailable")) == 1
+
+    await asyncio.to_thread(redis.start)
+    await asyncio.sleep(1.1)
+    assert (await exchange(service, cookie)).status == 200
+    assert (await (await service.get("/readyz")).json())["checks"]["state"]["status"] == "ok"
+    assert "state_backend_fallback 0.0" in await (await service.get("/metrics")).text()
+    assert len(logs.events("state.redis_recovered")) == 1
+
+
+async def test_limits_still_hold_during_an_outage(emulator, service_factory, redis) -> None:
+    service = await service_factory(REDIS_URL=redis.url, STATE_HASH_KEY=HASH_KEY, RATE_LIMIT_SESSION="2/minute")
+    _, _, cookie = emulator.signed_in_user()
+    await asyncio.to_thread(redis.stop)
+    statuses = [(await exchange(service, cookie)).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+async def test_two_service_processes_share_one_limit(redis) -> None:
+    project = "sharedproject"
+    emulator_port = free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    ports = [free_port(), free_port()]
+    env = {
+        "APPWRITE_ENDPOINT": f"{emulator_url}/v1",
+        "APPWRITE_PROJECT_ID": project,
+        "HOST": "127.0.0.1",
+        "REDIS_URL": redis.url,
+        "STATE_HASH_KEY": HASH_KEY,
+        "RATE_LIMIT_SESSION": "4/minute",
+        "LOG_LEVEL": "warning",
+    }
+    async with (
+        running("emulator", "--port", str(emulator_port), env={"EMULATOR_PROJECT_ID": project},
+                ready_url=f"{emulator_url}/v1/health/version"),
+        running("serve", env={**env, "PORT": str(ports[0])}, ready_url=f"http://127.0.0.1:{ports[0]}/livez"),
+        running("serve", env={**env, "PORT": str(ports[1])}, ready_url=f"http://127.0.0.1:{ports[1]}/livez"),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(f"{emulator_url}/_emulator/users", json={"email": "s@example.com", "password": "pw-123456"}) as r:
+            user_id = (await r.json())["userId"]
+        async with http.post(f"{emulator_url}/_emulator/sessions", json={"userId": user_id}) as r:
+            cookie = (await r.json())["secret"]
+        statuses = []
+        for i in range(8):
+            async with http.post(
+                f"http://127.0.0.1:{ports[i % 2]}/v1/realtime/token",
+                headers={"X-CSRF": "1", "Cookie": f"a_session_{project}={cookie}"},
+            ) as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    await assert_problem(response, 429, "rate_limited")
+        assert statuses == [200, 200, 200, 200, 429, 429, 429, 429]

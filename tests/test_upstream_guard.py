@@ -1,0 +1,71 @@
+"""Saturation and the circuit breaker, seen from the outside."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import exchange
+from tests.helpers import assert_problem, inject_fault, upstream_requests
+
+
+async def test_saturation_answers_at_once_instead_of_queueing(service_factory, emulator) -> None:
+    service = await service_factory(UPSTREAM_MAX_CONCURRENCY="1", RATE_LIMIT_IP="off")
+    cookies = [emulator.signed_in_user(f"s{i}@example.com")[2] for i in range(2)]
+    await inject_fault(emulator, "latency", ms=400)
+    slow = asyncio.create_task(exchange(service, cookies[0]))
+    await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await exchange(service, cookies[1])
+    await assert_problem(response, 503, "upstream_saturated")
+    assert response.headers["Retry-After"] == "1"
+    assert loop.time() - started < 0.3
+    assert (await slow).status == 200
+
+
+async def test_circuit_opens_after_repeated_failures_then_probes(service_factory, emulator) -> None:
+    service = await service_factory(
+        CIRCUIT_FAILURE_THRESHOLD="2", CIRCUIT_COOLDOWN_SECONDS="0.5", RATE_LIMIT_SESSION="off"
+    )
+    _, _, cookie = emulator.signed_in_user()
+    await inject_fault(emulator, "status", status=500, times=2)
+    for _ in range(2):
+        await assert_problem(await exchange(service, cookie), 503, "upstream_unavailable")
+    # Open: answered at once, Appwrite is not called.
+    response = await exchange(service, cookie)
+    body = await assert_problem(response, 503, "upstream_unavailable")
+    assert "circuit" in body["detail"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert len(await upstream_requests(emulator)) == 2
+    ready = await (await service.get("/readyz")).json()
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["circuit"]["circuit"] == "open"
+    assert "circuit_state 2.0" in await (await service.get("/metrics")).text()
+    await asyncio.sleep(0.6)
+    # Cool-down over: one probe goes through, succeeds, and closes the circuit.
+    assert (await exchange(service, cookie)).status == 200
+    assert (await (await service.get("/readyz")).json())["checks"]["circuit"]["circuit"] == "closed"
+    assert "circuit_state 0.0" in await (await service.get("/metrics")).text()
+
+
+async def test_a_failed_probe_reopens_the_circuit(service_factory, emulator) -> None:
+    service = await service_factory(
+        CIRCUIT_FAILURE_THRESHOLD="1", CIRCUIT_COOLDOWN_SECONDS="0.3", RATE_LIMIT_SESSION="off"
+    )
+    _, _, cookie = emulator.signed_in_user()
+    await inject_fault(emulator, "drop")
+    await assert_problem(await exchange(service, cookie), 503, "upstream_unavailable")
+    await asyncio.sleep(0.35)
+    await assert_problem(await exchange(service, cookie), 503, "upstream_unavailable")
+    calls = len(await upstream_requests(emulator))
+    await assert_problem(await exchange(service, cookie), 503, "upstream_unavailable")
+    assert len(await upstream_requests(emulator)) == calls
+
+
+async def test_refusals_by_appwrite_do_not_trip_the_circuit(service_factory, emulator) -> None:
+    service = await service_factory(CIRCUIT_FAILURE_THRESHOLD="2", RATE_LIMIT_IP="off")
+    for i in range(4):
+        _, session_id, cookie = emulator.signed_in_user(f"gone{i}@example.com")
+        emulator.state.delete_session(session_id)
+        await assert_problem(await exchange(service, cookie), 401, "session_invalid")
+    assert (await exchange(service, emulator.signed_in_user("alive@example.com")[2])).status == 200
