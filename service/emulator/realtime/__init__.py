@@ -1,0 +1,1 @@
+"""The emulator's Appwrite Realtime: WebSocket handshake, client frames, and event delivery."""

@@ -1,0 +1,179 @@
+"""Frames a client sends on an open Realtime socket, and the answers Appwrite gives.
+
+1.9 and newer route frames through a dispatcher with `ping`, `authentication`, `subscribe` and
+`unsubscribe`; 1.8 knows only `ping` and `authentication`. Every failure is an `error` frame;
+only a policy violation (1008) also closes the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from service.emulator.config import EmulatorConfig
+from service.emulator.credentials import unique_id
+from service.emulator.models import account_model
+from service.emulator.realtime.channels import check_queries, convert_channels, rebind_account_channels
+from service.emulator.realtime.hub import RealtimeConnection, Subscription
+from service.emulator.state import EmulatorState
+
+FORMAT_INVALID = 1003
+POLICY_VIOLATION = 1008
+TOO_MANY_MESSAGES = 1013
+_CUSTOM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
+_SESSION_MAX = 2048
+
+
+class RealtimeError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": "error", "data": {"code": self.code, "message": self.message}}
+
+
+def parse(raw: str | bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        message = None
+    if not isinstance(message, dict) or ("type" not in message and "data" not in message):
+        raise RealtimeError(FORMAT_INVALID, "Message format is not valid.")
+    return message
+
+
+def handle(
+    message: dict[str, Any],
+    connection: RealtimeConnection,
+    state: EmulatorState,
+    config: EmulatorConfig,
+) -> dict[str, Any]:
+    """The answer frame to one client frame; RealtimeError for an `error` frame."""
+    kind = message.get("type", "invalid")
+    handlers = _HANDLERS if config.message_subscriptions else _LEGACY_HANDLERS
+    if not isinstance(kind, str) or kind not in handlers:
+        raise RealtimeError(FORMAT_INVALID, "Message type is not valid.")
+    return handlers[kind](message, connection, state, config)
+
+
+def _ping(message: dict[str, Any], *_: Any) -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+def _authenticate(
+    message: dict[str, Any],
+    connection: RealtimeConnection,
+    state: EmulatorState,
+    config: EmulatorConfig,
+) -> dict[str, Any]:
+    """Swap the socket's user for the one behind a session value (never a JWT)."""
+    data = message.get("data")
+    if not isinstance(data, dict) or "session" not in data:
+        detail = (
+            "Payload is not valid. Session is required" if config.message_subscriptions else "Payload is not valid."
+        )
+        raise RealtimeError(FORMAT_INVALID, detail)
+    value = data["session"]
+    if config.message_subscriptions and (not isinstance(value, str) or len(value) > _SESSION_MAX):
+        raise RealtimeError(FORMAT_INVALID, f"session: Value must be a valid string and at most {_SESSION_MAX} chars")
+    found = state.verify_session_value(value) if isinstance(value, str) else None
+    if found is None:
+        raise RealtimeError(FORMAT_INVALID, "Session is not valid.")
+    user = found[0]
+    previous = connection.user_id or ""
+    connection.set_user(user)
+    if config.message_subscriptions:
+        for subscription in connection.subscriptions.values():
+            subscription.channels = rebind_account_channels(subscription.channels, previous, user.id)
+    else:
+        connection.channels = convert_channels(connection.channels, user.id, config.mode)
+    return {
+        "type": "response",
+        "data": {"to": "authentication", "success": True, "user": account_model(user)},
+    }
+
+
+def _subscribe(
+    message: dict[str, Any],
+    connection: RealtimeConnection,
+    state: EmulatorState,
+    config: EmulatorConfig,
+) -> dict[str, Any]:
+    if "data" not in message or message["data"] is None:
+        raise RealtimeError(FORMAT_INVALID, "Payload is not valid. Items is required")
+    items = message["data"]
+    _check_subscribe_items(items)
+    added = []
+    for item in items:
+        subscription_id = item.get("subscriptionId") or unique_id(state.now())
+        try:
+            queries = check_queries(item.get("queries") or [])
+        except ValueError as error:
+            raise RealtimeError(FORMAT_INVALID, str(error)) from None
+        converted = convert_channels(item["channels"], connection.user_id or "", config.mode)
+        stored = converted
+        existing = connection.subscriptions.get(subscription_id)
+        if existing is not None:
+            # Appwrite adds a reused ID's new channels to it rather than replacing them.
+            stored = list(dict.fromkeys([*existing.channels, *converted]))
+        connection.subscriptions[subscription_id] = Subscription(subscription_id, stored, queries)
+        added.append({"subscriptionId": subscription_id, "channels": converted, "queries": queries})
+    return {"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": added}}
+
+
+def _check_subscribe_items(items: Any) -> None:
+    def invalid(description: str) -> RealtimeError:
+        return RealtimeError(FORMAT_INVALID, f"items: {description}")
+
+    if not isinstance(items, list):
+        raise invalid("Payload is not valid.")
+    for item in items:
+        if not isinstance(item, dict):
+            raise invalid("Each subscribe payload must be an object.")
+        if "subscriptionId" in item and not (
+            isinstance(item["subscriptionId"], str) and _CUSTOM_ID.fullmatch(item["subscriptionId"])
+        ):
+            raise invalid("subscriptionId is not a valid id.")
+        if "channels" not in item:
+            raise invalid("channels is not present in payload.")
+        if not isinstance(item["channels"], list):
+            raise invalid("channels is not a valid array.")
+        if not all(isinstance(channel, str) for channel in item["channels"]):
+            raise invalid("channels must contain only strings.")
+        if "queries" in item and not isinstance(item["queries"], list):
+            raise invalid("queries is not a valid array.")
+
+
+def _unsubscribe(
+    message: dict[str, Any],
+    connection: RealtimeConnection,
+    state: EmulatorState,
+    config: EmulatorConfig,
+) -> dict[str, Any]:
+    if "data" not in message or message["data"] is None:
+        raise RealtimeError(FORMAT_INVALID, "Payload is not valid. Items is required")
+    items = message["data"]
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("subscriptionId"), str) for item in items
+    ):
+        raise RealtimeError(FORMAT_INVALID, "items: Payload is not valid.")
+    results = [
+        {
+            "subscriptionId": item["subscriptionId"],
+            "removed": connection.subscriptions.pop(item["subscriptionId"], None) is not None,
+        }
+        for item in items
+    ]
+    return {"type": "response", "data": {"to": "unsubscribe", "success": True, "subscriptions": results}}
+
+
+_HANDLERS = {
+    "ping": _ping,
+    "authentication": _authenticate,
+    "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe,
+}
+_LEGACY_HANDLERS = {"ping": _ping, "authentication": _authenticate}

@@ -1,0 +1,1 @@
+"""Tests of the Appwrite emulator that ships in service.emulator."""
