@@ -46,6 +46,7 @@ async def params(request: web.Request) -> dict[str, Any]:
     A body that does not parse counts as no parameters at all, as it does on the real server.
     """
     merged: dict[str, Any] = dict(request.query)
+    # body_exists, not can_read_body: the recorder has already read (and cached) the body.
     if request.body_exists:
         raw = await request.read()
         if request.content_type == "application/json" or raw.lstrip().startswith(b"{"):

@@ -29,10 +29,6 @@ from service.emulator.state import EmulatorState
 
 logger = logging.getLogger(__name__)
 
-# Routes that answer without naming the project: the version probe (Appwrite falls back to its
-# console project there) and Realtime, which reads `?project=` and reports errors as frames.
-_PROJECTLESS = frozenset({"/v1/health/version", "/v1/realtime"})
-
 
 @web.middleware
 async def appwrite_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,10 +49,12 @@ async def appwrite_errors(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def require_project(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/v1/"):
+    """Every REST call names the project. The version probe may leave it out (Appwrite falls back
+    to its console project there); Realtime reads `?project=` and refuses with an error frame."""
+    if request.path.startswith("/v1/") and request.path != "/v1/realtime":
         project = request.headers.get("X-Appwrite-Project") or request.query.get("project", "")
-        named = bool(project) or request.path not in _PROJECTLESS
-        if named and request.path != "/v1/realtime" and project != request.app[EMULATOR_CONFIG].project_id:
+        exempt = not project and request.path == "/v1/health/version"
+        if not exempt and project != request.app[EMULATOR_CONFIG].project_id:
             raise AppwriteError("project_not_found")
     return await handler(request)
 

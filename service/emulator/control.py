@@ -18,7 +18,7 @@ routes = web.RouteTableDef()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
+    if not request.body_exists:
         return {}
     try:
         body = await request.json()
@@ -144,6 +144,7 @@ async def stats(request: web.Request) -> web.Response:
         {
             "requests": dict(request.app[RECORDER].counts),
             "jwtsIssued": request.app[EMULATOR_STATE].jwts_issued,
+            "hanging": request.app[FAULTS].hanging,
             "realtime": {"connects": hub.connects, "open": hub.open_count},
             "mode": request.app[EMULATOR_CONFIG].mode,
             "version": request.app[EMULATOR_CONFIG].version,

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import count
 from typing import Any, Literal, get_args
 
@@ -28,7 +28,6 @@ DEFAULT_PATH = "/v1/account/jwts"
 _ALIASES = {"/v1/account/jwt": "/v1/account/jwts"}
 # What a hung request checks, between naps, to notice that its client has given up.
 _HANG_POLL_SECONDS = 0.05
-_ids = count(1)
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Fault:
     times: int | None = None  # None: until cleared
     type: str | None = None
     message: str | None = None
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = 0  # given by the store
 
     def matches(self, path: str) -> bool:
         if self.path == "*":
@@ -80,8 +79,12 @@ class Fault:
 class FaultStore:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
+        self._ids = count(1)
+        # Requests a "hang" fault is holding right now, so tests can see them let go.
+        self.hanging = 0
 
     def add(self, fault: Fault) -> None:
+        fault.id = next(self._ids)
         self._faults.append(fault)
 
     def clear(self) -> None:
@@ -170,13 +173,18 @@ async def _bad_signature(request: web.Request, handler: Handler, fault: Fault) -
 async def _hang(request: web.Request, handler: Handler, fault: Fault) -> web.StreamResponse:
     """Never answer: wait until the client disconnects or the emulator shuts down."""
     shutting_down = request.app[SHUTTING_DOWN]
-    while request.transport is not None and not request.transport.is_closing():
-        if shutting_down.is_set():
-            break
-        try:
-            await asyncio.wait_for(shutting_down.wait(), _HANG_POLL_SECONDS)
-        except TimeoutError:
-            continue
+    store = request.app[FAULTS]
+    store.hanging += 1
+    try:
+        while request.transport is not None and not request.transport.is_closing():
+            if shutting_down.is_set():
+                break
+            try:
+                await asyncio.wait_for(shutting_down.wait(), _HANG_POLL_SECONDS)
+            except TimeoutError:
+                continue
+    finally:
+        store.hanging -= 1
     raise AppwriteError("general_server_error", status=503)
 
 

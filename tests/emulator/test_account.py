@@ -202,7 +202,9 @@ async def test_a_blocked_user_cannot_log_in(emu: Emu) -> None:
     user = emu.state.create_user("ada@example.com", "password-123")
     emu.state.block_user(user.id)
     response = await emu.client.post(
-        "/v1/account/sessions/email", json={"email": "ada@example.com", "password": "password-123"}, headers=emu.headers()
+        "/v1/account/sessions/email",
+        json={"email": "ada@example.com", "password": "password-123"},
+        headers=emu.headers(),
     )
     await assert_error(response, 403, "user_blocked")
 

@@ -30,7 +30,9 @@ async def test_latency_delays_then_answers(emu: Emu) -> None:
     assert response.status == 201
 
 
-@pytest.mark.parametrize(("status", "type_"), [(500, "general_unknown"), (502, "general_server_error"), (503, "general_server_error")])
+@pytest.mark.parametrize(
+    ("status", "type_"), [(500, "general_unknown"), (502, "general_server_error"), (503, "general_server_error")]
+)
 async def test_status_is_an_appwrite_error(emu: Emu, status: int, type_: str) -> None:
     _, _, cookie = emu.signed_in()
     await fault(emu, "status", status=status)
@@ -105,16 +107,33 @@ async def test_bad_signature_leaves_refusals_alone(emu: Emu) -> None:
     await assert_error(await emu.mint(None), 401, "general_unauthorized_scope")
 
 
+async def hanging(emu: Emu) -> int:
+    return int((await (await emu.control("GET", "/stats")).json())["hanging"])
+
+
+async def wait_for_hanging(emu: Emu, count: int) -> None:
+    for _ in range(100):
+        if await hanging(emu) == count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"hanging stayed at {await hanging(emu)}, not {count}")
+
+
 async def test_hang_never_answers_and_lets_go_when_the_client_gives_up(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     await fault(emu, "hang", times=1)
-    with pytest.raises(asyncio.TimeoutError):
-        await emu.client.post(
+    stuck = asyncio.create_task(
+        emu.client.post(
             "/v1/account/jwts",
             json={},
             headers=emu.headers(cookie),
-            timeout=aiohttp.ClientTimeout(total=0.3),
+            timeout=aiohttp.ClientTimeout(total=0.5),
         )
+    )
+    await wait_for_hanging(emu, 1)
+    with pytest.raises(asyncio.TimeoutError):
+        await stuck
+    await wait_for_hanging(emu, 0)
     assert (await emu.mint(cookie)).status == 201
 
 

@@ -28,7 +28,9 @@ async def test_mints_a_jwt_bound_to_the_session(emu: Emu) -> None:
     decoded = pyjwt.decode(token, KEY, algorithms=["HS256"], options={"verify_exp": False})
     assert decoded["userId"] == user.id
     with pytest.raises(pyjwt.InvalidSignatureError):
-        pyjwt.decode(token, "another-key-of-thirty-two-bytes-or-more", algorithms=["HS256"], options={"verify_exp": False})
+        pyjwt.decode(
+            token, "another-key-of-thirty-two-bytes-or-more", algorithms=["HS256"], options={"verify_exp": False}
+        )
 
 
 async def test_default_duration_is_900_seconds(emu: Emu) -> None:

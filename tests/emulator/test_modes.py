@@ -73,7 +73,11 @@ async def test_the_limit_can_be_lowered_or_switched_off(emu_factory: EmuFactory)
 
 @pytest.mark.parametrize(
     ("mode", "status", "type_"),
-    [("cloud", 403, "user_jwt_creation_denied"), ("1.9", 404, "user_session_not_found"), ("1.8", 404, "user_session_not_found")],
+    [
+        ("cloud", 403, "user_jwt_creation_denied"),
+        ("1.9", 404, "user_session_not_found"),
+        ("1.8", 404, "user_session_not_found"),
+    ],
 )
 async def test_minting_with_a_jwt(emu_factory: EmuFactory, mode: str, status: int, type_: str) -> None:
     emu = await emu_factory(mode=mode)

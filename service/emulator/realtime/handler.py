@@ -37,13 +37,15 @@ from service.emulator.realtime.wire import encode
 from service.emulator.state import EmulatorState
 
 WINDOW_SECONDS = 60
+MAX_FRAME_BYTES = 64_000
 
 
 async def realtime(request: web.Request) -> web.StreamResponse:
     config = request.app[EMULATOR_CONFIG]
     state = request.app[EMULATOR_STATE]
     hub = request.app[REALTIME]
-    socket = web.WebSocketResponse()
+    # Appwrite's Realtime server takes frames of at most 64 kB (Swoole's package_max_length).
+    socket = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
     if not socket.can_prepare(request).ok:
         raise AppwriteError("general_bad_request", "Realtime is only served over WebSocket.")
     connection = RealtimeConnection(

@@ -148,7 +148,10 @@ class RealtimeHub:
                 frame["subscriptions"] = matched
             elif not wanted & set(connection.channels):
                 continue
-            await socket.send_str(encode({"type": "event", "data": frame}))
+            try:
+                await socket.send_str(encode({"type": "event", "data": frame}))
+            except ConnectionError:
+                continue  # closed while we were sending: it just misses the event, as on Appwrite
             delivered += 1
         return delivered
 
