@@ -1,0 +1,108 @@
+/**
+ * Keeps the Appwrite web SDK's Realtime socket authenticated with short-lived JWTs from the
+ * token-exchange service. See README.md.
+ */
+
+/** What the helper needs from an Appwrite `Client` (structural, so any SDK version type-checks). */
+export interface JwtClient {
+  setJWT(jwt: string): unknown;
+}
+
+/** What the helper uses of an Appwrite `Realtime` service instance. */
+export interface RealtimeService {
+  onOpen(callback: () => void): void;
+}
+
+/** Detail passed with each status. Codes are the token service's problem `code`s. */
+export interface StatusDetails {
+  /** A fresh JWT was handed to `client.setJWT()` (after every successful fetch). */
+  authenticated: { userId?: string; expiresIn: number };
+  /** A fetch failed for a reason that may pass; retried after `retryInMs`. */
+  'backing-off': {
+    /** e.g. 'rate_limited', 'upstream_unavailable', 'network_error', 'timeout' */
+    code: string;
+    httpStatus?: number;
+    retryInMs: number;
+    /** 1 for the first failure in a row */
+    attempt: number;
+  };
+  /** Final: 401 (session_missing, session_invalid, mfa_required) or 403 user_blocked. */
+  'signed-out': { code: string; httpStatus?: number };
+  /**
+   * Final: JWTs cannot authenticate Realtime here. 'server': a socket whose URL carried a JWT
+   * came up as a guest (server without `?jwt=` support); 'sdk': `appwrite` older than 26.1.0.
+   */
+  unsupported: { reason: 'server' | 'sdk'; sdkVersion?: string };
+  /** Final: misconfiguration (403 csrf/origin, other 4xx, 'bad_response' for a 200 without a token). */
+  error: { code: string; httpStatus?: number };
+}
+
+export type RealtimeAuthStatus = keyof StatusDetails;
+
+/** `[status, detail]` pairs; narrowing on `status` narrows `detail`. */
+export type StatusEvent = {
+  [S in RealtimeAuthStatus]: [status: S, detail: StatusDetails[S]];
+}[RealtimeAuthStatus];
+
+/** Browser APIs the helper uses; each defaults to the global one. For tests. */
+export interface RealtimeAuthEnv {
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  setTimeout?: (callback: () => void, ms: number) => unknown;
+  clearTimeout?: (handle: any) => void;
+  /** Monotonic milliseconds (default `performance.now()`). */
+  now?: () => number;
+  /** Uniform in [0, 1) (default `Math.random`). */
+  random?: () => number;
+  /** Web Locks manager (default `navigator.locks`); `undefined` means none. */
+  locks?: Pick<LockManager, 'request'> | undefined;
+  /** Target of `visibilitychange` (default `document`). */
+  document?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'> & {
+    readonly visibilityState: string;
+  };
+  /** Target of `online` (default `window`). */
+  window?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>;
+}
+
+export interface RealtimeAuthOptions {
+  /** Token endpoint, fetched with POST, `credentials: 'include'`, `X-CSRF: 1`. Default '/v1/realtime/token'. */
+  tokenUrl?: string;
+  /** `Realtime` service instance(s) to watch, when the page uses `new Realtime(client)`. */
+  realtime?: RealtimeService | RealtimeService[];
+  onStatus?: (...event: StatusEvent) => void;
+  /** Refresh this long before expiry, or at half-life for shorter tokens. Default 60. */
+  refreshLeadSeconds?: number;
+  /** No refresh for page events or a rejected socket within this long of the last token. Default 10. */
+  minRefreshIntervalSeconds?: number;
+  /** Backoff: delay is random in [0, min(cap, base * 2^n)], at least Retry-After. Defaults 1000 / 60000. */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  /** Abort a token fetch after this long (then back off). Default 15000. */
+  fetchTimeoutMs?: number;
+  /** Web Lock name that serialises the fetch across tabs. */
+  lockName?: string;
+  env?: RealtimeAuthEnv;
+}
+
+export interface RealtimeAuth {
+  /** Resolves once the first JWT is set; rejects with RealtimeAuthError on a final status before that. */
+  ready(): Promise<void>;
+  /** Fetch a new JWT now, unless one is in flight (joins it) or the server asked to wait (no-op). Never rejects. */
+  refresh(): Promise<void>;
+  /** Stop refreshing; removes every timer and listener. Leaves the client's current JWT in place. */
+  stop(): void;
+  /** 'pending' until the first outcome, 'stopped' after stop(). */
+  readonly status: RealtimeAuthStatus | 'pending' | 'stopped';
+}
+
+export declare const DEFAULT_TOKEN_URL: '/v1/realtime/token';
+
+export declare class RealtimeAuthError extends Error {
+  constructor(status: string, code?: string, httpStatus?: number);
+  readonly name: 'RealtimeAuthError';
+  readonly status: 'signed-out' | 'unsupported' | 'error' | 'stopped';
+  readonly code: string | undefined;
+  readonly httpStatus: number | undefined;
+}
+
+/** Start keeping `client`'s JWT fresh for Realtime; fetching starts immediately. */
+export declare function realtimeAuth(client: JwtClient, options?: RealtimeAuthOptions): RealtimeAuth;

@@ -1,0 +1,467 @@
+/**
+ * Keeps the Appwrite web SDK's Realtime socket authenticated with short-lived JWTs.
+ *
+ * The page's Appwrite session lives in an httpOnly cookie that browser JS never sees, so the
+ * socket is authenticated with a JWT minted by the token-exchange service
+ * (`POST /v1/realtime/token`). The web SDK (`appwrite` >= 26.1.0) puts `client.config.jwt` into
+ * the socket URL (`&jwt=`) every time it opens a socket, including on each of its own
+ * reconnects. This module therefore keeps a fresh JWT in the client at all times: it fetches
+ * one before the page subscribes, refreshes it ahead of expiry, and again when the page
+ * becomes visible, comes back online, or the server rejects the socket's JWT (error frame 401).
+ *
+ * The JWT is only ever handed to `client.setJWT()`: it is not kept in this module, written to
+ * storage, logged, or put into a status detail or an error.
+ *
+ * No dependencies; browser APIs it uses (fetch, timers, performance.now, navigator.locks,
+ * document, window) can all be injected through `options.env`, which is how the tests run it
+ * in Node.
+ */
+
+/** Default path of the token-exchange endpoint. */
+export const DEFAULT_TOKEN_URL = '/v1/realtime/token';
+
+// 26.1.0 is the first web SDK that appends `&jwt=` to the Realtime URL; older ones never send it.
+const MIN_SDK_VERSION = [26, 1, 0];
+// setTimeout delays above 2^31-1 ms overflow to "now" in browsers.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// Only these frames matter here; testing for them first avoids parsing every event frame twice.
+const FRAME_OF_INTEREST = /"type"\s*:\s*"(?:connected|error)"/;
+// Problem `code`s are echoed into status details only if they look like our stable codes, so an
+// unexpected body can never smuggle arbitrary text into the page's logs.
+const SAFE_CODE = /^[a-z0-9_]{1,64}$/;
+
+/**
+ * Why `ready()` rejected: the helper reached a final state before a token was set.
+ * Carries the status and the problem `code`, never a token.
+ */
+export class RealtimeAuthError extends Error {
+  /**
+   * @param {string} status final status ('signed-out', 'unsupported', 'error' or 'stopped')
+   * @param {string} [code] stable machine-readable code, e.g. 'session_invalid'
+   * @param {number} [httpStatus] HTTP status of the token response, if there was one
+   */
+  constructor(status, code, httpStatus) {
+    super(`realtime auth ${status}${code ? ` (${code})` : ''}`);
+    this.name = 'RealtimeAuthError';
+    this.status = status;
+    this.code = code;
+    this.httpStatus = httpStatus;
+  }
+}
+
+/**
+ * Start keeping `client`'s JWT fresh for Realtime. Fetching starts immediately.
+ *
+ * Statuses passed to `onStatus(status, detail)`:
+ * - 'authenticated' `{userId, expiresIn}`: a fresh JWT was handed to `client.setJWT()`
+ *   (after every successful fetch);
+ * - 'backing-off' `{code, httpStatus?, retryInMs, attempt}`: the fetch failed for a reason that
+ *   may pass (429, 5xx, network, timeout); it is retried after `retryInMs`;
+ * - 'signed-out' `{code, httpStatus}`: 401 (session_missing, session_invalid, mfa_required) or
+ *   403 user_blocked; final;
+ * - 'unsupported' `{reason}`: the server (reason 'server') or the SDK (reason 'sdk') cannot
+ *   authenticate Realtime with a JWT; final;
+ * - 'error' `{code, httpStatus?}`: misconfiguration (403 csrf/origin, other 4xx, a 200 that is
+ *   not a token); final.
+ * After a final status every timer and listener is gone and nothing is fetched again.
+ *
+ * @param {import('./realtime-auth.js').JwtClient} client the Appwrite `Client` that the page subscribes with
+ * @param {import('./realtime-auth.js').RealtimeAuthOptions} [options]
+ * @returns {import('./realtime-auth.js').RealtimeAuth}
+ */
+export function realtimeAuth(client, options = {}) {
+  if (!client || typeof client.setJWT !== 'function') {
+    throw new TypeError('realtimeAuth: the first argument must be an Appwrite Client');
+  }
+  const {
+    tokenUrl = DEFAULT_TOKEN_URL,
+    realtime,
+    onStatus,
+    refreshLeadSeconds = 60,
+    minRefreshIntervalSeconds = 10,
+    backoffBaseMs = 1000,
+    backoffCapMs = 60_000,
+    fetchTimeoutMs = 15_000,
+    lockName = `appwrite-realtime-token ${tokenUrl}`,
+    env = {},
+  } = options;
+
+  const g = /** @type {any} */ (globalThis);
+  const fetchFn = env.fetch ?? (g.fetch ? g.fetch.bind(g) : undefined);
+  if (typeof fetchFn !== 'function') throw new TypeError('realtimeAuth: no fetch available');
+  const setTimer = env.setTimeout ?? g.setTimeout.bind(g);
+  const clearTimer = env.clearTimeout ?? g.clearTimeout.bind(g);
+  // Expiry is tracked on a monotonic clock from the moment a token arrives, never against the
+  // wall clock: a browser's Date can be off by minutes and can jump.
+  const now = env.now ?? (() => g.performance.now());
+  const random = env.random ?? Math.random;
+  const locks = 'locks' in env ? env.locks : g.navigator?.locks;
+  const doc = 'document' in env ? env.document : g.document;
+  const win = 'window' in env ? env.window : g.window;
+  const minRefreshMs = minRefreshIntervalSeconds * 1000;
+
+  /** @type {string} */
+  let status = 'pending';
+  let stopped = false;
+  /** @type {Promise<void> | null} */
+  let inflight = null;
+  /** @type {unknown} */
+  let timer;
+  let tokenReceivedAt = -Infinity;
+  // Set while backing off after an HTTP answer (429/5xx): nothing but the scheduled retry may
+  // fetch before then, so Retry-After is a floor even for refresh() and page events.
+  let retryNotBefore = -Infinity;
+  let failures = 0;
+  // A socket came up as a guest although its URL carried a JWT; the next fetch decides whether
+  // the session is gone (401 -> signed-out) or the server ignores `?jwt=` (token -> unsupported).
+  let guestWithJwt = false;
+  const halt = new AbortController();
+  /** @type {Array<() => void>} */
+  const cleanups = [];
+
+  /** @type {(value: void) => void} */
+  let resolveReady = () => {};
+  /** @type {(reason: Error) => void} */
+  let rejectReady = () => {};
+  /** @type {Promise<void>} */
+  const readyPromise = new Promise((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  // A page that never calls ready() must not get an unhandled rejection when it signs out.
+  readyPromise.catch(() => {});
+
+  function emit(next, detail) {
+    status = next;
+    if (typeof onStatus !== 'function') return;
+    try {
+      onStatus(next, detail);
+    } catch (err) {
+      // The page's bug must not break the refresh loop, nor be swallowed.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+
+  function schedule(delayMs) {
+    clearTimer(timer);
+    timer = setTimer(() => {
+      timer = undefined;
+      attempt();
+    }, Math.min(MAX_TIMER_MS, Math.max(0, delayMs)));
+  }
+
+  /** Ends everything; `final` is emitted unless it is 'stopped' (the caller asked for it). */
+  function finish(final, detail) {
+    if (stopped) return;
+    stopped = true;
+    clearTimer(timer);
+    timer = undefined;
+    halt.abort();
+    for (const cleanup of cleanups.splice(0)) cleanup();
+    if (final === 'stopped') status = 'stopped';
+    else emit(final, detail);
+    rejectReady(new RealtimeAuthError(final, detail?.code, detail?.httpStatus));
+  }
+
+  /** One fetch at a time: concurrent callers share the attempt in flight. Never rejects. */
+  function attempt() {
+    if (stopped) return Promise.resolve();
+    if (inflight) return inflight;
+    clearTimer(timer);
+    timer = undefined;
+    const run = (async () => {
+      let outcome;
+      try {
+        outcome = await withLock(fetchToken);
+      } catch {
+        // The error itself is not passed on: its message may quote the request.
+        outcome = halt.signal.aborted ? null : { kind: 'transient', code: 'network_error' };
+      }
+      inflight = null;
+      if (outcome && !stopped) settle(outcome);
+    })();
+    inflight = run;
+    return run;
+  }
+
+  // Web Locks serialise the fetch across this origin's tabs (and helpers in one page), so a
+  // burst of tabs waking up or coming online does not hit the per-user limits all at once.
+  async function withLock(fn) {
+    if (!locks || typeof locks.request !== 'function') return fn();
+    let entered = false;
+    try {
+      return await locks.request(lockName, { signal: halt.signal }, () => {
+        entered = true;
+        return fn();
+      });
+    } catch (err) {
+      // A lock manager that refuses (e.g. SecurityError in an opaque origin) only costs the
+      // cross-tab serialisation; errors from inside the lock are the fetch's own.
+      if (entered || halt.signal.aborted) throw err;
+      return fn();
+    }
+  }
+
+  async function fetchToken() {
+    if (stopped) return null;
+    const controller = new AbortController();
+    const onHalt = () => controller.abort();
+    halt.signal.addEventListener('abort', onHalt);
+    let timedOut = false;
+    const timeout = setTimer(() => {
+      timedOut = true;
+      controller.abort();
+    }, fetchTimeoutMs);
+    try {
+      const res = await fetchFn(tokenUrl, {
+        method: 'POST',
+        credentials: 'include',
+        headers: { 'X-CSRF': '1', Accept: 'application/json' },
+        signal: controller.signal,
+      });
+      const receivedAt = now();
+      if (res.ok) {
+        const body = await res.json().catch(() => null);
+        const expiresIn = body?.expiresIn;
+        if (
+          typeof body?.jwt !== 'string' ||
+          body.jwt === '' ||
+          typeof expiresIn !== 'number' ||
+          !(expiresIn > 0)
+        ) {
+          return { kind: 'final', status: 'error', code: 'bad_response', httpStatus: res.status };
+        }
+        if (stopped) return null;
+        client.setJWT(body.jwt);
+        const userId = typeof body.userId === 'string' ? body.userId : undefined;
+        return { kind: 'token', receivedAt, expiresIn, userId };
+      }
+      const problem = await res.json().catch(() => null);
+      const code =
+        typeof problem?.code === 'string' && SAFE_CODE.test(problem.code)
+          ? problem.code
+          : `http_${res.status}`;
+      if (res.status === 401 || (res.status === 403 && code === 'user_blocked')) {
+        return { kind: 'final', status: 'signed-out', code, httpStatus: res.status };
+      }
+      if (res.status === 408 || res.status === 429 || res.status >= 500) {
+        const retryAfterMs = parseRetryAfter(res.headers?.get?.('Retry-After'));
+        return { kind: 'transient', code, httpStatus: res.status, retryAfterMs };
+      }
+      return { kind: 'final', status: 'error', code, httpStatus: res.status };
+    } catch (err) {
+      if (timedOut) return { kind: 'transient', code: 'timeout' };
+      throw err;
+    } finally {
+      clearTimer(timeout);
+      halt.signal.removeEventListener('abort', onHalt);
+    }
+  }
+
+  function settle(outcome) {
+    if (outcome.kind === 'token') {
+      failures = 0;
+      retryNotBefore = -Infinity;
+      tokenReceivedAt = outcome.receivedAt;
+      if (guestWithJwt) {
+        // The session is valid (a token was just minted for it), yet the socket that carried a
+        // JWT was treated as a guest: this server does not read `?jwt=` on the handshake.
+        finish('unsupported', { reason: 'server' });
+        return;
+      }
+      schedule(refreshDelayMs(outcome.expiresIn));
+      emit('authenticated', { userId: outcome.userId, expiresIn: outcome.expiresIn });
+      resolveReady();
+      return;
+    }
+    if (outcome.kind === 'transient') {
+      // Full jitter: uniform in [0, min(cap, base * 2^n)], so tabs that failed together spread
+      // out; the server's Retry-After is a floor on top.
+      const ceiling = Math.min(backoffCapMs, backoffBaseMs * 2 ** failures);
+      failures += 1;
+      const delay = Math.max(outcome.retryAfterMs ?? 0, random() * ceiling);
+      // A network failure has no server asking us to wait, so `online` may retry at once.
+      retryNotBefore = outcome.httpStatus ? now() + delay : -Infinity;
+      schedule(delay);
+      /** @type {Record<string, unknown>} */
+      const detail = { code: outcome.code, retryInMs: Math.round(delay), attempt: failures };
+      if (outcome.httpStatus) detail.httpStatus = outcome.httpStatus;
+      emit('backing-off', detail);
+      return;
+    }
+    finish(outcome.status, { code: outcome.code, httpStatus: outcome.httpStatus });
+  }
+
+  // Refresh `refreshLeadSeconds` before expiry (or at half-life for short tokens). The socket
+  // only needs a valid JWT when it (re)connects, and the SDK may reconnect at any moment, so
+  // the client must never hold an expired one. The floor keeps a tiny expiresIn from becoming
+  // a request loop.
+  function refreshDelayMs(expiresIn) {
+    const lifeMs = expiresIn * 1000;
+    const leadMs = Math.min(refreshLeadSeconds * 1000, lifeMs / 2);
+    return Math.max(minRefreshMs, lifeMs - leadMs);
+  }
+
+  /** For refresh(): fetch now unless one is in flight or the server asked us to wait. */
+  function refreshNow() {
+    if (stopped) return Promise.resolve();
+    if (inflight) return inflight;
+    if (now() < retryNotBefore) return Promise.resolve();
+    return attempt();
+  }
+
+  /** For page events and rejected sockets: as refreshNow(), but not for a token this new. */
+  function refreshIfStale() {
+    if (stopped || inflight) return;
+    if (now() - tokenReceivedAt < minRefreshMs) return;
+    refreshNow();
+  }
+
+  // ---- watching the SDK's sockets -------------------------------------------------------------
+  //
+  // The SDK has no documented hook that hands out the `connected` frame: the `Realtime` service
+  // keeps `user` nowhere, and the deprecated `client.subscribe()` path keeps only
+  // `client.realtime.lastMessage`, which the very next frame (the subscribe response) overwrites,
+  // so polling it would miss the frame. Instead this adds its own `message` listener to each
+  // socket the SDK opens, next to the SDK's, without replacing anything of the SDK's on the
+  // message path:
+  // - `Realtime` service (new API): its documented `onOpen()` callback runs once the socket is
+  //   open and before any frame arrives; the socket is the instance's `socket` property.
+  // - `client.subscribe()` (deprecated API): `client.realtime.createSocket` is the function the
+  //   SDK calls (through the property, so a wrapper takes effect) for every connect and
+  //   reconnect; it creates `client.realtime.socket` synchronously, so a listener added right
+  //   after it returns sees every frame. stop() puts the original back.
+  // Both are the same in `appwrite` 26.1.0 to 28.0.0; the tests drive 26.1.0 and the newest.
+  // A guest `connected` frame only means "unsupported" if that socket's URL carried a JWT
+  // (WebSocket.url): a socket opened before the first token is not the server's fault.
+
+  /** @type {Map<any, () => void>} */
+  const watched = new Map();
+
+  function watchSocket(socket) {
+    if (stopped || !socket || typeof socket.addEventListener !== 'function') return;
+    if (watched.has(socket)) return;
+    const onMessage = (/** @type {any} */ event) => onFrame(socket, event?.data);
+    const detach = () => {
+      socket.removeEventListener('message', onMessage);
+      socket.removeEventListener('close', detach);
+      watched.delete(socket);
+    };
+    socket.addEventListener('message', onMessage);
+    socket.addEventListener('close', detach);
+    watched.set(socket, detach);
+  }
+  cleanups.push(() => {
+    for (const detach of [...watched.values()]) detach();
+  });
+
+  function onFrame(socket, data) {
+    if (stopped || typeof data !== 'string' || !FRAME_OF_INTEREST.test(data)) return;
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (message?.type === 'connected') {
+      const user = message.data?.user;
+      if (user == null && urlCarriesJwt(socket.url)) {
+        guestWithJwt = true;
+        refreshNow();
+      }
+    } else if (message?.type === 'error' && Number(message.data?.code) === 401) {
+      // The handshake's JWT was refused (expired, e.g. after the machine slept). The SDK
+      // reconnects in >= 1 s and will read whatever JWT the client holds by then.
+      refreshIfStale();
+    }
+  }
+
+  const legacy = /** @type {any} */ (client).realtime;
+  if (legacy && typeof legacy.createSocket === 'function') {
+    const original = legacy.createSocket;
+    const wrapped = function (/** @type {any[]} */ ...args) {
+      const result = original.apply(this, args);
+      watchSocket(legacy.socket);
+      if (result && typeof result.then === 'function') {
+        result.then(
+          () => watchSocket(legacy.socket),
+          () => {},
+        );
+      }
+      return result;
+    };
+    legacy.createSocket = wrapped;
+    watchSocket(legacy.socket);
+    cleanups.push(() => {
+      if (legacy.createSocket === wrapped) legacy.createSocket = original;
+    });
+  }
+
+  for (const service of realtime == null ? [] : Array.isArray(realtime) ? realtime : [realtime]) {
+    // onOpen callbacks cannot be unregistered; after stop() this one does nothing.
+    if (typeof service?.onOpen === 'function') service.onOpen(() => watchSocket(service.socket));
+    watchSocket(service?.socket);
+  }
+
+  // ---- page events ------------------------------------------------------------------------------
+  // Timers are throttled in background tabs and do not run while the machine sleeps, so the
+  // token may be stale when the page comes back: refresh then, before the SDK reconnects.
+  if (doc && typeof doc.addEventListener === 'function') {
+    const onVisibility = () => {
+      if (doc.visibilityState === 'visible') refreshIfStale();
+    };
+    doc.addEventListener('visibilitychange', onVisibility);
+    cleanups.push(() => doc.removeEventListener('visibilitychange', onVisibility));
+  }
+  if (win && typeof win.addEventListener === 'function') {
+    const onOnline = () => refreshIfStale();
+    win.addEventListener('online', onOnline);
+    cleanups.push(() => win.removeEventListener('online', onOnline));
+  }
+
+  const sdkVersion = /** @type {any} */ (client).headers?.['x-sdk-version'];
+  if (typeof sdkVersion === 'string' && versionBelow(sdkVersion, MIN_SDK_VERSION)) {
+    // Deferred so that onStatus never runs before realtimeAuth() has returned.
+    queueMicrotask(() => finish('unsupported', { reason: 'sdk', sdkVersion }));
+  } else {
+    attempt();
+  }
+
+  return Object.freeze({
+    ready: () => readyPromise,
+    refresh: () => refreshNow(),
+    stop: () => finish('stopped'),
+    get status() {
+      return status;
+    },
+  });
+}
+
+function urlCarriesJwt(url) {
+  try {
+    return Boolean(new URL(String(url)).searchParams.get('jwt'));
+  } catch {
+    return false;
+  }
+}
+
+/** Retry-After as milliseconds: delta-seconds, or an HTTP-date (then the wall clock is the only reference there is). */
+function parseRetryAfter(value) {
+  if (value == null) return undefined;
+  const text = String(value).trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function versionBelow(version, minimum) {
+  const match = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!match) return false;
+  for (let i = 0; i < 3; i += 1) {
+    const part = Number(match[i + 1]);
+    if (part !== minimum[i]) return part < minimum[i];
+  }
+  return false;
+}

@@ -1,0 +1,295 @@
+// Against the real Appwrite web SDK (the devDependency), with a fake WebSocket playing the
+// Realtime server: the JWT reaches the socket URL before connect and on reconnect, guest
+// `connected` frames are detected through both of the SDK's Realtime APIs, and 401 error
+// frames trigger a refresh. The SDK's own timers are real (50 ms connect debounce, 1 s
+// reconnect); the helper's run on the fake clock. Everything runs twice: against the newest
+// SDK (`appwrite`) and the oldest supported one (`appwrite-oldest`, an alias of 26.1.0).
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+
+import * as newest from 'appwrite';
+import * as oldest from 'appwrite-oldest';
+
+import { realtimeAuth } from '../realtime-auth.js';
+import {
+  FakeWebSocket,
+  deferred,
+  installBrowserGlobals,
+  problemResponse,
+  statusLog,
+  testEnv,
+  tokenResponse,
+  until,
+} from '../test-support/fakes.js';
+
+const ACCOUNT = { $id: 'user-1', name: 'Ada' };
+const teardown = [];
+let quiet;
+
+beforeEach(() => {
+  installBrowserGlobals();
+  // The SDK logs its reconnects; keep the test output readable.
+  quiet = { log: console.log, error: console.error };
+  console.log = () => {};
+  console.error = () => {};
+});
+
+afterEach(async () => {
+  for (const fn of teardown.splice(0).reverse()) await fn();
+  for (const ws of FakeWebSocket.instances) ws.serverClose(1000);
+  console.log = quiet.log;
+  console.error = quiet.error;
+});
+
+for (const { Client, Realtime } of [newest, oldest]) {
+  describe(`appwrite ${new Client().headers['x-sdk-version']}`, () => {
+    function newClient() {
+      return new Client().setEndpoint('https://appwrite.test/v1').setProject('proj');
+    }
+
+    /** The nth socket the SDK opened (0-based), once it exists. */
+    async function socket(n = 0) {
+      await until(() => FakeWebSocket.instances.length > n);
+      return FakeWebSocket.instances[n];
+    }
+
+    function connected(ws, user) {
+      ws.serverOpen();
+      ws.serverSend({ type: 'connected', data: { channels: ['account'], user } });
+    }
+
+    test('SDK version check: the installed SDK sends the JWT on Realtime (>= 26.1.0)', () => {
+      const version = newClient().headers['x-sdk-version'];
+      const [major, minor] = version.split('.').map(Number);
+      assert.ok(major > 26 || (major === 26 && minor >= 1), version);
+    });
+
+    test('client.subscribe(): the first socket URL carries the token set by ready()', async () => {
+      const client = newClient();
+      const { env } = testEnv({ script: [tokenResponse('jwt-1')] });
+      const auth = realtimeAuth(client, { env });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const ws = await socket();
+      assert.equal(ws.jwtParam(), 'jwt-1');
+      assert.equal(new URL(ws.url).searchParams.get('project'), 'proj');
+    });
+
+    test('client.subscribe(): a reconnect uses the token refreshed in the meantime', async () => {
+      const client = newClient();
+      const { env, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
+      const auth = realtimeAuth(client, { env });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const first = await socket(0);
+      connected(first, ACCOUNT);
+      await clock.advance(60_000);
+      assert.equal(client.config.jwt, 'jwt-2');
+      first.serverClose(1006); // dropped; the SDK reconnects after 1 s
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+    });
+
+    test('Realtime service: first socket and reconnect carry the current token', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
+      const auth = realtimeAuth(client, { env, realtime });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      await auth.ready();
+      const subscribed = realtime.subscribe(['account'], () => {});
+      const first = await socket(0);
+      assert.equal(first.jwtParam(), 'jwt-1');
+      connected(first, ACCOUNT);
+      await subscribed;
+      await clock.advance(60_000);
+      first.serverClose(1006);
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+    });
+
+    test('client.subscribe(): a guest connected frame despite a JWT reports unsupported', async () => {
+      const client = newClient();
+      const original = client.realtime.createSocket;
+      const { env, net, clock, document } = testEnv({
+        script: [tokenResponse('jwt-1'), tokenResponse('jwt-2')],
+      });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const ws = await socket();
+      connected(ws, null);
+      await clock.advance(0);
+      // It first checks that the session is still valid (a new token could be minted) ...
+      assert.equal(net.calls.length, 2);
+      // ... so the guest socket means the server ignored `?jwt=`.
+      assert.deepEqual(log.statuses(), ['authenticated', 'unsupported']);
+      assert.deepEqual(log.events[1].detail, { reason: 'server' });
+      assert.equal(auth.status, 'unsupported');
+      // Final: nothing is fetched any more, and the SDK hook is gone.
+      assert.deepEqual(clock.pending(), []);
+      assert.equal(document.listenerCount('visibilitychange'), 0);
+      assert.equal(client.realtime.createSocket, original);
+      await clock.advance(3600_000);
+      assert.equal(net.calls.length, 2);
+    });
+
+    test('Realtime service: a guest connected frame despite a JWT reports unsupported', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, clock } = testEnv({ script: [tokenResponse('jwt-1'), tokenResponse('jwt-2')] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      await auth.ready();
+      const subscribed = realtime.subscribe(['account'], () => {});
+      const ws = await socket();
+      connected(ws, null);
+      await subscribed;
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'unsupported']);
+    });
+
+    test('a connected frame with the user is not reported', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1')] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const subscribed = realtime.subscribe(['account'], () => {});
+      const [a, b] = [await socket(0), await socket(1)];
+      connected(a, ACCOUNT);
+      connected(b, ACCOUNT);
+      await subscribed;
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated']);
+      assert.equal(net.calls.length, 1);
+    });
+
+    test('a guest socket whose session is gone reports signed-out, not unsupported', async () => {
+      const client = newClient();
+      const { env, clock } = testEnv({
+        script: [tokenResponse('jwt-1'), problemResponse(401, 'session_invalid')],
+      });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      connected(await socket(), null);
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'signed-out']);
+    });
+
+    test('the unsupported check waits out a backoff before deciding', async () => {
+      const client = newClient();
+      const { env, clock } = testEnv({
+        random: () => 0,
+        script: [
+          tokenResponse('jwt-1'),
+          problemResponse(503, 'upstream_unavailable', { 'Retry-After': '2' }),
+          tokenResponse('jwt-2'),
+        ],
+      });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      connected(await socket(), null);
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'backing-off']);
+      await clock.advance(2000);
+      assert.deepEqual(log.statuses(), ['authenticated', 'backing-off', 'unsupported']);
+    });
+
+    test('a socket opened before the first token is not blamed on the server', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const gate = deferred();
+      const { env, net, clock } = testEnv({ script: [() => gate.promise] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      const subscribed = realtime.subscribe(['account'], () => {}); // without awaiting ready()
+      const ws = await socket();
+      assert.equal(ws.jwtParam(), null);
+      connected(ws, null);
+      await subscribed;
+      gate.resolve(tokenResponse('jwt-1'));
+      await auth.ready();
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated']);
+      assert.equal(net.calls.length, 1);
+    });
+
+    test('a 401 error frame (JWT refused at the handshake) refreshes before the SDK reconnects', async () => {
+      const client = newClient();
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1'), tokenResponse('jwt-2')] });
+      const auth = realtimeAuth(client, { env });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const first = await socket(0);
+      await clock.advance(30_000);
+      first.serverOpen();
+      first.serverSend({ type: 'error', data: { code: 401, message: 'Token expired.' } });
+      first.serverClose(1011);
+      await clock.advance(0);
+      assert.equal(net.calls.length, 2);
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+    });
+
+    test('a 401 error frame right after a fresh token does not refetch', async () => {
+      const client = newClient();
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1')] });
+      const auth = realtimeAuth(client, { env, minRefreshIntervalSeconds: 10 });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const ws = await socket(0);
+      ws.serverOpen();
+      ws.serverSend({ type: 'error', data: { code: 401, message: 'Token expired.' } });
+      await clock.advance(0);
+      assert.equal(net.calls.length, 1);
+    });
+
+    test('stop() restores the SDK and detaches from its sockets', async () => {
+      const client = newClient();
+      const original = client.realtime.createSocket;
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1')] });
+      const auth = realtimeAuth(client, { env });
+      assert.notEqual(client.realtime.createSocket, original);
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const ws = await socket();
+      auth.stop();
+      assert.equal(client.realtime.createSocket, original);
+      connected(ws, null);
+      await clock.advance(0);
+      assert.equal(net.calls.length, 1);
+      assert.equal(auth.status, 'stopped');
+      assert.equal(client.config.jwt, 'jwt-1', 'stop() leaves the current JWT in place');
+    });
+
+    test('an SDK older than 26.1.0 is reported as unsupported without fetching', async () => {
+      const client = newClient();
+      client.headers['x-sdk-version'] = '26.0.0';
+      const { env, net } = testEnv();
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+      assert.deepEqual(log.events, [], 'not reported before realtimeAuth() returns');
+      await assert.rejects(auth.ready(), { status: 'unsupported' });
+      assert.deepEqual(log.events, [{ status: 'unsupported', detail: { reason: 'sdk', sdkVersion: '26.0.0' } }]);
+      assert.equal(net.calls.length, 0);
+    });
+  });
+}
