@@ -1,42 +1,90 @@
-"""`token-exchange demo`: the emulator with a demo user, plus the service in front of it."""
+"""`token-exchange demo`: the emulator with a demo user, plus the service and a demo page in front of it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from service.app import create_app
+from service.demo_web import DemoSite, setup_demo
 from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
 from service.log_config import AccessLogger
 from service.settings import Settings
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a local demo user of a local emulator
+# Service settings the demo takes from the environment (the rest it sets itself), so a person or a
+# test can see short tokens, quick relay re-checks or a channel allowlist at work.
+TUNABLE_SETTINGS = (
+    "TOKEN_TTL_SECONDS",
+    "RELAY_REVALIDATE_SECONDS",
+    "RELAY_CHANNELS_ALLOW",
+    "RELAY_MAX_SOCKETS",
+    "RATE_LIMIT_IP",
+    "RATE_LIMIT_SESSION",
+    "RATE_LIMIT_USER",
+    "INVALID_SESSION_CACHE_SECONDS",
+    "UPSTREAM_TIMEOUT_SECONDS",
+    "DRAIN_TIMEOUT_SECONDS",
+)
+PUBLISH_VARIABLE = "DEMO_PUBLISH_SECONDS"
 
 
-async def run_demo(port: int, emulator_port: int, mode: str) -> int:
-    host = "127.0.0.1"
-    config = EmulatorConfig(mode=mode)  # type: ignore[arg-type]
-    emulator = create_emulator_app(config)
-    state = emulator[EMULATOR_STATE]
-    user = state.create_user(DEMO_EMAIL, DEMO_PASSWORD, name="Demo User")
-    _, cookie_value = state.create_session(user.id)
-
-    settings = Settings.from_env(
+def demo_settings(host: str, port: int, emulator_port: int, config: EmulatorConfig, env: Mapping[str, str]) -> Settings:
+    tuned = {name: env[name] for name in TUNABLE_SETTINGS if env.get(name)}
+    return Settings.from_env(
         {
+            **tuned,
             "APPWRITE_ENDPOINT": f"http://{host}:{emulator_port}/v1",
             "APPWRITE_PROJECT_ID": config.project_id,
             "APPWRITE_JWT_SECRET": config.jwt_secret,
             "ALLOWED_ORIGINS": f"http://{host}:{port},http://localhost:{port}",
         }
     )
+
+
+async def run_demo(port: int, emulator_port: int, mode: str) -> int:
+    host = "127.0.0.1"
+    env = os.environ
+    config = EmulatorConfig(mode=mode)  # type: ignore[arg-type]
+    emulator = create_emulator_app(config)
+    state = emulator[EMULATOR_STATE]
+    user = state.create_user(DEMO_EMAIL, DEMO_PASSWORD, name="Demo User")
+    _, cookie_value = state.create_session(user.id)
+
+    try:
+        settings = demo_settings(host, port, emulator_port, config, env)
+        publish_seconds = float(env.get(PUBLISH_VARIABLE) or 2.0)
+    except ValueError as error:  # SettingsError names the variable; float() names the bad value
+        sys.stderr.write(f"token-exchange demo: configuration error: {error}\n")
+        return 2
+    service = create_app(settings)
+    setup_demo(
+        service,
+        DemoSite(
+            appwrite_endpoint=settings.appwrite_endpoint,
+            project_id=config.project_id,
+            api_key=config.api_key,
+            cookie_name=settings.session_cookie_name,
+            mode=mode,
+            user_id=user.id,
+            email=DEMO_EMAIL,
+            password=DEMO_PASSWORD,
+            token_ttl_seconds=settings.token_ttl_seconds,
+            relay_revalidate_seconds=settings.relay_revalidate_seconds,
+            relay_channels_allow=settings.relay_channels_allow,
+            publish_interval_seconds=publish_seconds,
+        ),
+    )
     runners = [
         web.AppRunner(emulator, access_log=None),
-        web.AppRunner(create_app(settings), access_log_class=AccessLogger),
+        web.AppRunner(service, access_log_class=AccessLogger),
     ]
     for runner in runners:
         await runner.setup()
@@ -49,6 +97,8 @@ async def run_demo(port: int, emulator_port: int, mode: str) -> int:
         f"""
 Appwrite emulator ({mode}) on http://{host}:{emulator_port}/v1, token service on http://{host}:{port}
 Demo user {DEMO_EMAIL} / {DEMO_PASSWORD} is signed in; its session cookie is below.
+
+In a browser: http://{host}:{port}/ (sign in, watch live events; add ?via=relay for the relay)
 
 200, a fresh short-lived JWT:
   curl -i -X POST {url} -H 'X-CSRF: 1' --cookie '{cookie}'

@@ -52,7 +52,7 @@ return 1
 class _RedisCache(RedisCache):  # type: ignore[misc]
     """aiocache 0.12 writes with SETEX/PSETEX, which redis-py 8 deprecates; SET EX/PX is the same."""
 
-    async def _set(self, key: str, value: object, ttl: float | None = None, _cas_token: object = None,
+    async def _set(self, key: str, value: object, ttl: int | float | None = None, _cas_token: object = None,
                    _conn: object = None) -> object:
         if _cas_token is not None or ttl is None:
             return await super()._set(key, value, ttl=ttl, _cas_token=_cas_token, _conn=_conn)

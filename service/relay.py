@@ -114,7 +114,9 @@ async def relay(request: web.Request) -> web.StreamResponse:
     fields["user_id"] = user_id
 
     upstream = await _connect_upstream(request, session, query)
-    client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
+    # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
+    # sends from cancellation, which would let a client that stops reading pin the relay forever.
+    client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
     client.headers["X-Request-ID"] = request[REQUEST_ID]
     await client.prepare(request)
     await Relay(request, client, upstream, session, fields).run()
@@ -137,6 +139,7 @@ async def _connect_upstream(
             },
             max_msg_size=MAX_FRAME_BYTES,
             autoping=True,
+            compress=0,
             timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
         )
     except TimeoutError:
@@ -170,9 +173,8 @@ class Relay:
         self._metrics = request.app[METRICS]
 
     async def run(self) -> None:
-        relays, metrics = self._app[RELAYS], self._metrics
-        relays.add(self)
-        metrics.relay_open.inc()
+        self._app[RELAYS].add(self)
+        self._metrics.relay_open.inc()
         audit.relay_opened(**self._fields)
         tasks = [
             asyncio.create_task(self._to_appwrite()),
@@ -188,21 +190,26 @@ class Relay:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._end("error", WSCloseCode.INTERNAL_ERROR)
             reason = self._stats.close_reason or "error"
+            # Account first: closing a client that stopped reading can get this task cancelled.
+            self._account(reason)
             await self._close(self._stats.close_code, reason)
-            relays.discard(self)
-            metrics.relay_open.dec()
-            metrics.relay_closes.labels(reason).inc()
-            for direction in _DIRECTIONS:
-                metrics.relay_frames.labels(direction).inc(self._stats.frames[direction])
-                metrics.relay_bytes.labels(direction).inc(self._stats.bytes[direction])
-            audit.relay_closed(
-                duration_s=round(time.monotonic() - self._stats.opened_at, 3),
-                frames=self._stats.frames,
-                bytes=self._stats.bytes,
-                close_code=int(self._stats.close_code),
-                close_reason=reason,
-                **self._fields,
-            )
+
+    def _account(self, reason: str) -> None:
+        self._app[RELAYS].discard(self)
+        metrics = self._metrics
+        metrics.relay_open.dec()
+        metrics.relay_closes.labels(reason).inc()
+        for direction in _DIRECTIONS:
+            metrics.relay_frames.labels(direction).inc(self._stats.frames[direction])
+            metrics.relay_bytes.labels(direction).inc(self._stats.bytes[direction])
+        audit.relay_closed(
+            duration_s=round(time.monotonic() - self._stats.opened_at, 3),
+            frames=self._stats.frames,
+            bytes=self._stats.bytes,
+            close_code=int(self._stats.close_code),
+            close_reason=reason,
+            **self._fields,
+        )
 
     def _end(self, reason: str, code: int) -> None:
         """Record why the socket ends; the first reason wins."""
@@ -210,10 +217,11 @@ class Relay:
             self._stats.close_reason, self._stats.close_code = reason, code
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.close(code=code, message=reason.encode()), 2.0)
+        """Upstream first: it must not stay open however the client side ends."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._upstream.close(), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.close(code=code, message=reason.encode()), 2.0)
 
     async def _to_appwrite(self) -> None:
         async for message in self._client:

@@ -19,7 +19,7 @@ from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
 from service.log_config import configure_logging
 from service.settings import Settings
 
-JWT_SECRET = "test-instance-key-0123456789abcdef"  # noqa: S105 - the emulator's test signing key
+JWT_SECRET = "test-instance-key-0123456789abcdef"
 PROJECT = "testproject"
 COOKIE = f"a_session_{PROJECT}"
 

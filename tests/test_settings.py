@@ -74,7 +74,7 @@ def test_origins_and_proxies_parse() -> None:
 
 def test_serve_refuses_to_start_and_names_the_variable() -> None:
     env = {**os.environ, **BASE, "TOKEN_TTL_SECONDS": "9999"}
-    result = subprocess.run(  # noqa: S603 - our own CLI
+    result = subprocess.run(
         [sys.executable, "-m", "service", "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 2
