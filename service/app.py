@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
 from service.appwrite_client import AppwriteClient, create_http_session
@@ -57,9 +58,10 @@ def create_app(settings: Settings) -> web.Application:
     app[RELAYS] = set()
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_state)
+    app.on_startup.append(_announce)
     app.on_shutdown.append(_start_drain)
     app.router.add_post(TOKEN_PATH, issue_token)
-    app.router.add_get(RELAY_PATH, relay)
+    app.router.add_get(RELAY_PATH, relay, allow_head=False)
     app.router.add_get("/livez", livez, allow_head=True)
     app.router.add_get("/readyz", Readiness().handle, allow_head=True)
     app.router.add_get("/metrics", metrics.handler)
@@ -88,5 +90,20 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
             await client.aclose()
 
 
+async def _announce(app: web.Application) -> None:
+    """One line that says what this process serves; no secret is part of it."""
+    settings = app[SETTINGS]
+    structlog.get_logger("service").info(
+        "service.started",
+        appwrite_endpoint=settings.appwrite_endpoint,
+        project_id=settings.project_id,
+        token_ttl_seconds=settings.token_ttl_seconds,
+        state_backend=app[STATE].backend,
+        allowed_origins=sorted(settings.allowed_origins),
+        jwt_signature_checked=settings.appwrite_jwt_secret is not None,
+    )
+
+
 async def _start_drain(app: web.Application) -> None:
+    structlog.get_logger("service").info("service.draining", timeout_seconds=app[SETTINGS].drain_timeout_seconds)
     app[LIFECYCLE].start_drain()

@@ -74,3 +74,12 @@ async def test_no_secret_reaches_any_log_line_on_any_path(service, emulator, log
         assert secret not in text
         # Not even a recognisable piece of one.
         assert secret[-24:] not in text
+
+
+async def test_startup_says_what_it_serves_without_secrets(service_factory, logs) -> None:
+    await service_factory(APPWRITE_JWT_SECRET="very-secret-instance-key")
+    [started] = logs.events("service.started")
+    assert started["project_id"] == "testproject"
+    assert started["state_backend"] == "memory"
+    assert started["jwt_signature_checked"] is True
+    assert "very-secret-instance-key" not in logs.text
