@@ -201,7 +201,8 @@ JSONbig.stringify = stringify;
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers={**_NO_STORE, "Content-Type": "text/html"})
+    headers = {**_NO_STORE, "Content-Type": "text/html; charset=utf-8"}
+    return web.FileResponse(STATIC_DIR / "index.html", headers=headers)
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from service.app import create_app
 from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
 from service.log_config import configure_logging
 from service.settings import Settings
+from tests.contract import contract_middleware
 
 JWT_SECRET = "test-instance-key-0123456789abcdef"
 PROJECT = "testproject"
@@ -85,13 +86,27 @@ ServiceFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application
 
 
 @pytest.fixture
-async def service_factory(
-    emulator: Emulator, aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
-) -> ServiceFactory:
-    """A running service in front of the emulator; keyword arguments are environment overrides."""
+def contract_failures() -> Iterator[list[str]]:
+    """Every answer of the service in a test must match openapi.yaml (tests/contract.py)."""
+    failures: list[str] = []
+    yield failures
+    assert not failures, "answers outside openapi.yaml:\n" + "\n".join(failures)
 
-    async def start(**env: str) -> TestClient[web.Request, web.Application]:
-        return await aiohttp_client(create_app(service_settings(emulator, **env)))
+
+@pytest.fixture
+async def service_factory(
+    emulator: Emulator,
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    contract_failures: list[str],
+) -> ServiceFactory:
+    """A running service in front of the emulator (or `upstream`); keyword arguments are environment
+    overrides. Every answer it gives is checked against openapi.yaml."""
+
+    async def start(upstream: Emulator | None = None, **env: str) -> TestClient[web.Request, web.Application]:
+        app = create_app(service_settings(upstream or emulator, **env))
+        # Outermost, so it sees the final answer exactly as a client does.
+        app.middlewares.insert(0, contract_middleware(contract_failures))
+        return await aiohttp_client(app)
 
     return start
 

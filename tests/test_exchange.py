@@ -55,14 +55,11 @@ async def test_ttl_is_configurable(service_factory, session_cookie) -> None:
 
 
 async def test_expiry_comes_from_the_token_when_an_old_server_ignores_the_duration(
-    emulator_factory, aiohttp_client
+    emulator_factory, service_factory
 ) -> None:
-    from service.app import create_app
-    from tests.conftest import service_settings
-
     old = await emulator_factory(mode="1.8")
     _, _, cookie = old.signed_in_user()
-    service = await aiohttp_client(create_app(service_settings(old)))
+    service = await service_factory(old)
     body = await (await exchange(service, cookie)).json()
     assert 895 <= body["expiresIn"] <= 900
 
@@ -105,13 +102,10 @@ async def test_appwrite_rate_limit_passes_its_reset_as_retry_after(service, emul
     assert 1 <= int(response.headers["Retry-After"]) <= 3600
 
 
-async def test_appwrite_real_per_user_limit(emulator_factory, aiohttp_client) -> None:
-    from service.app import create_app
-    from tests.conftest import service_settings
-
+async def test_appwrite_real_per_user_limit(emulator_factory, service_factory) -> None:
     emulator = await emulator_factory(jwt_rate_limit=2)
     _, _, cookie = emulator.signed_in_user()
-    service = await aiohttp_client(create_app(service_settings(emulator, RATE_LIMIT_SESSION="off")))
+    service = await service_factory(emulator, RATE_LIMIT_SESSION="off")
     for _ in range(2):
         assert (await exchange(service, cookie)).status == 200
     response = await exchange(service, cookie)

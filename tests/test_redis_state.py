@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from service.app import create_app
-from tests.conftest import exchange, service_settings
+from tests.conftest import exchange
 from tests.helpers import assert_problem
 from tests.processes import free_port, running
 from tests.redis_server import RedisServer, redis_server
@@ -24,9 +23,9 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-async def test_two_replicas_enforce_one_limit(emulator, aiohttp_client, redis) -> None:
+async def test_two_replicas_enforce_one_limit(emulator, service_factory, redis) -> None:
     env = {"REDIS_URL": redis.url, "STATE_HASH_KEY": HASH_KEY, "RATE_LIMIT_SESSION": "3/minute"}
-    replicas = [await aiohttp_client(create_app(service_settings(emulator, **env))) for _ in range(2)]
+    replicas = [await service_factory(**env) for _ in range(2)]
     _, _, cookie = emulator.signed_in_user()
     statuses = [(await exchange(replicas[i % 2], cookie)).status for i in range(6)]
     assert statuses == [200, 200, 200, 429, 429, 429]

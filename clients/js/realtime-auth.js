@@ -108,6 +108,7 @@ export function realtimeAuth(client, options = {}) {
   /** @type {unknown} */
   let timer;
   let tokenReceivedAt = -Infinity;
+  let tokenExpiresAt = -Infinity;
   // Set while backing off after an HTTP answer (429/5xx): nothing but the scheduled retry may
   // fetch before then, so Retry-After is a floor even for refresh() and page events.
   let retryNotBefore = -Infinity;
@@ -265,6 +266,7 @@ export function realtimeAuth(client, options = {}) {
       failures = 0;
       retryNotBefore = -Infinity;
       tokenReceivedAt = outcome.receivedAt;
+      tokenExpiresAt = outcome.receivedAt + outcome.expiresIn * 1000;
       if (guestWithJwt) {
         // The session is valid (a token was just minted for it), yet the socket that carried a
         // JWT was treated as a guest: this server does not read `?jwt=` on the handshake.
@@ -300,8 +302,10 @@ export function realtimeAuth(client, options = {}) {
   // a request loop.
   function refreshDelayMs(expiresIn) {
     const lifeMs = expiresIn * 1000;
+    // At the latest at half-life: a reconnect must never find an expired token waiting for the
+    // timer. (The minimum interval only damps event-driven refreshes, see refreshIfStale.)
     const leadMs = Math.min(refreshLeadSeconds * 1000, lifeMs / 2);
-    return Math.max(minRefreshMs, lifeMs - leadMs);
+    return lifeMs - leadMs;
   }
 
   /** For refresh(): fetch now unless one is in flight or the server asked us to wait. */
@@ -315,7 +319,8 @@ export function realtimeAuth(client, options = {}) {
   /** For page events and rejected sockets: as refreshNow(), but not for a token this new. */
   function refreshIfStale() {
     if (stopped || inflight) return;
-    if (now() - tokenReceivedAt < minRefreshMs) return;
+    // A token this new is still good, unless it already expired (a very short TTL).
+    if (now() - tokenReceivedAt < minRefreshMs && now() < tokenExpiresAt) return;
     refreshNow();
   }
 

@@ -113,9 +113,10 @@ function onStatus(status, detail) {
         status,
         detail.reason === 'server'
           ? `unsupported: this Appwrite server (mode ${demo.config.mode}) ignores the JWT on the Realtime ` +
-              'handshake, so the socket came up as a guest. Use the relay instead.'
-          : `unsupported: the web SDK ${detail.sdkVersion} is too old (26.1.0 or newer sends the JWT)`,
+              'handshake, so the socket came up as a guest. '
+          : `unsupported: the web SDK ${detail.sdkVersion} is too old (26.1.0 or newer sends the JWT). `,
       );
+      $('auth-status').append(relayLink());
       realtime?.disconnect();
       break;
     default:
@@ -123,6 +124,15 @@ function onStatus(status, detail) {
       setStatus(status, `error (${detail.code}${detail.httpStatus ? `, HTTP ${detail.httpStatus}` : ''})`);
   }
   log(`helper: ${status}${detail.code ? ` (${detail.code})` : ''}`);
+}
+
+function relayLink() {
+  const link = document.createElement('a');
+  const next = new URLSearchParams(params);
+  next.set('via', 'relay');
+  link.href = `/?${next}`;
+  link.textContent = 'Use the relay instead.';
+  return link;
 }
 
 function setStatus(status, text) {
@@ -213,6 +223,11 @@ async function signOut() {
 
 function showSignIn(config) {
   $('signin').hidden = false;
+  if (!$('session').hidden) {
+    // Signed out on this page: keep the status and the log, drop what needs a session.
+    $('whoami').textContent = 'Signed out.';
+    $('actions').hidden = true;
+  }
   const form = $('signin-form');
   form.email.value = config.demoUser.email;
   form.password.value = config.demoUser.password;

@@ -1,0 +1,198 @@
+// The token route in a real browser: the demo page signs in server-side (httpOnly cookie), the
+// helper fetches short-lived JWTs, and the official web SDK opens Realtime with them.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  connectedFrame,
+  jwtOf,
+  pageState,
+  publishMarked,
+  setUp,
+  signIn,
+  sleep,
+  waitFor,
+  waitForEvent,
+} from './support.js';
+
+const hasStatus = (state, status) => state.statuses.some((entry) => entry.status === status);
+const subscribed = (socket) =>
+  socket.received.some((frame) => frame.type === 'response' && frame.data?.to === 'subscribe' && frame.data?.success);
+
+/** Sign in and wait for the first socket that Appwrite accepted as the demo user. */
+async function signedInSocket(page, demo, record, query = '') {
+  await signIn(page, demo.baseUrl, query);
+  const state = await pageState(page);
+  const userId = state.config.user.id;
+  const socket = await waitFor('a socket connected as the demo user', () =>
+    record.sockets.find((s) => connectedFrame(s)?.data?.user?.$id === userId),
+  );
+  await waitFor('the subscription to be confirmed', () => subscribed(socket));
+  return { socket, userId };
+}
+
+test('signed in, the page gets a JWT, subscribes, and events published on the server arrive', async (t) => {
+  const { demo, page, record, pageErrors } = await setUp(t);
+  const { socket, userId } = await signedInSocket(page, demo, record);
+
+  const [tokenResponse] = record.tokenResponses();
+  assert.equal(tokenResponse.status, 200);
+  await tokenResponse.bodyRead;
+  const token = JSON.parse(tokenResponse.body);
+  assert.equal(token.userId, userId);
+  assert.equal(jwtOf(socket.url), token.jwt, 'the SDK put the fresh JWT on the handshake URL');
+  assert.equal(connectedFrame(socket).data.user.name, 'Demo User');
+
+  const personal = await publishMarked(demo, { userId });
+  assert.equal(personal.delivered, 1);
+  const event = await waitForEvent(page, personal.marker);
+  assert.ok(event.channels.includes('account'));
+
+  const state = await pageState(page);
+  const shared = await publishMarked(demo, { channels: [state.config.publicChannel] });
+  await waitForEvent(page, shared.marker);
+  await waitFor('an event from the demo publisher', async () =>
+    (await pageState(page)).events.some((e) => e.payload?.source === 'timer'),
+  );
+
+  assert.equal(await page.locator('#auth-status').getAttribute('data-status'), 'authenticated');
+  assert.match(await page.locator('#token-life').textContent(), /expires in \d+ s/);
+  assert.match(await page.locator('#socket-state').textContent(), /connected as Demo User/);
+  assert.deepEqual(pageErrors, []);
+});
+
+test('the session cookie is httpOnly: page script cannot read it and no response body carries it', async (t) => {
+  const { demo, browser, page, record } = await setUp(t);
+  await signedInSocket(page, demo, record);
+  await publishNowFromThePage(page);
+
+  const cookies = await browser.context.cookies(demo.baseUrl);
+  const cookie = cookies.find((c) => c.name === 'a_session_demo');
+  assert.ok(cookie?.value, 'the sign-in set the session cookie');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Lax');
+  const value = cookie.value.replace(/^"|"$/g, '');
+  const { secret } = JSON.parse(Buffer.from(value, 'base64').toString('utf8'));
+  assert.ok(secret.length >= 32);
+
+  const visible = await page.evaluate(() => document.cookie);
+  assert.ok(!visible.includes('a_session_demo') && !visible.includes(value));
+  assert.match(await page.locator('#cookie-check').textContent(), /httpOnly, invisible/);
+
+  const bodies = await record.bodies();
+  assert.ok(bodies.length >= 8, 'page, scripts, config, token and publish responses were seen');
+  for (const { url, body } of bodies) {
+    assert.ok(!body.includes(value) && !body.includes(secret), `${url} carries the session`);
+  }
+  for (const socket of record.sockets) {
+    assert.ok(!socket.url.includes(value) && !socket.url.includes(secret));
+    for (const frame of [...socket.received, ...socket.sent]) {
+      const text = JSON.stringify(frame);
+      assert.ok(!text.includes(value) && !text.includes(secret), 'a socket frame carries the session');
+    }
+  }
+});
+
+test('after the JWT expired, a dropped socket reconnects with a fresh token and events flow again', async (t) => {
+  const { demo, page, record } = await setUp(t, { env: { TOKEN_TTL_SECONDS: '3' } });
+  // minRefresh=4: the helper refreshes every 4 s, so the 3 s token is stale for a while.
+  const { socket: first, userId } = await signedInSocket(page, demo, record, 'minRefresh=4');
+  const firstResponse = record.tokenResponses()[0];
+  await firstResponse.bodyRead;
+  const firstToken = JSON.parse(firstResponse.body);
+  assert.equal(jwtOf(first.url), firstToken.jwt);
+
+  const expiresAt = Date.parse(firstToken.expiresAt);
+  await sleep(Math.max(0, expiresAt - Date.now()) + 300);
+  // Appwrite checks the credential at the handshake only: the open socket outlives its token.
+  await waitForEvent(page, (await publishMarked(demo, { userId })).marker);
+
+  assert.ok(Date.now() > expiresAt, 'the socket drops after its JWT expired');
+  const { closed } = await demo.control('/realtime/disconnect', { userId, code: 1011 });
+  assert.equal(closed, 1);
+  await waitFor('the first socket to close', () => first.closed);
+
+  const second = await waitFor(
+    'a new socket connected as the demo user',
+    () => record.sockets.find((s) => s !== first && connectedFrame(s)?.data?.user?.$id === userId),
+    { timeoutMs: 15_000 },
+  );
+  assert.notEqual(jwtOf(second.url), firstToken.jwt, 'the reconnect carries a different JWT');
+  // A reconnect that still carried the expired JWT (the SDK retries after 1 s, maybe before the
+  // helper's refresh) was refused by Appwrite, as a real server does.
+  for (const retry of record.sockets.filter((s) => s !== first && jwtOf(s.url) === firstToken.jwt)) {
+    assert.ok(retry.received.some((frame) => frame.type === 'error' && frame.data?.code === 401));
+  }
+  const later = record.tokenResponses().slice(1);
+  await Promise.all(later.map((r) => r.bodyRead));
+  assert.ok(
+    later.some((r) => r.status === 200 && JSON.parse(r.body).jwt === jwtOf(second.url)),
+    'the new JWT came from a later token request, i.e. from the helper',
+  );
+
+  await waitFor('the subscription on the new socket', () => subscribed(second));
+  await waitForEvent(page, (await publishMarked(demo, { userId })).marker);
+});
+
+test('after sign-out the next token request is 401: the helper says signed-out and stops', async (t) => {
+  const { demo, browser, page, record } = await setUp(t, { env: { TOKEN_TTL_SECONDS: '4' } });
+  // minRefresh=1: a running helper would refresh every 2 s, so a loop would show at once.
+  const { socket } = await signedInSocket(page, demo, record, 'minRefresh=1');
+  const cookie = (await browser.context.cookies(demo.baseUrl)).find((c) => c.name === 'a_session_demo');
+  const before = record.tokenResponses().length;
+
+  await page.locator('#logout').click();
+  await waitFor('the helper to report signed-out', async () => hasStatus(await pageState(page), 'signed-out'));
+  const after = record.tokenResponses().slice(before);
+  assert.equal(after.length, 1, 'exactly one token request after sign-out');
+  assert.equal(after[0].status, 401);
+  await after[0].bodyRead;
+  assert.equal(JSON.parse(after[0].body).code, 'session_missing', 'the cookie was cleared');
+
+  // The session itself is gone in Appwrite: the old cookie value no longer mints anything.
+  const direct = await fetch(`${demo.baseUrl}/v1/realtime/token`, {
+    method: 'POST',
+    headers: { 'X-CSRF': '1', Cookie: `a_session_demo=${cookie.value}` },
+    signal: AbortSignal.timeout(5_000),
+  });
+  assert.equal(direct.status, 401);
+  assert.equal((await direct.json()).code, 'session_invalid');
+
+  const count = record.tokenResponses().length;
+  await sleep(4_000);
+  assert.equal(record.tokenResponses().length, count, 'no token request after signed-out');
+  assert.equal(await page.locator('#auth-status').getAttribute('data-status'), 'signed-out');
+  assert.ok(await page.locator('#signin').isVisible());
+  // Appwrite would keep a JWT-opened socket; the page closes it on signed-out.
+  assert.ok(socket.closed);
+  assert.equal(record.sockets.length, 1, 'no reconnect after signed-out');
+});
+
+test('against self-hosted 1.9 the helper reports that JWT Realtime is unsupported, and stops', async (t) => {
+  const { demo, page, record } = await setUp(t, { mode: '1.9' });
+  await signIn(page, demo.baseUrl);
+  await waitFor('the helper to report unsupported', async () => hasStatus(await pageState(page), 'unsupported'));
+
+  const state = await pageState(page);
+  assert.deepEqual(
+    state.statuses.map((s) => s.status),
+    ['authenticated', 'unsupported'],
+  );
+  assert.equal(state.statuses[1].detail.reason, 'server');
+  const [socket] = record.sockets;
+  assert.ok(jwtOf(socket.url), 'the handshake carried a JWT');
+  assert.equal(connectedFrame(socket).data.user, null, '1.9.6 ignores ?jwt=: the socket is a guest');
+  assert.match(await page.locator('#auth-status').textContent(), /relay/);
+
+  const count = record.tokenResponses().length;
+  assert.equal(count, 2, 'the first token and the one that confirmed the session is fine');
+  await sleep(2_500);
+  assert.equal(record.tokenResponses().length, count, 'nothing loops');
+  await waitFor('the page to close the guest socket', () => socket.closed);
+});
+
+async function publishNowFromThePage(page) {
+  const before = (await pageState(page)).events.length;
+  await page.locator('#publish').click();
+  await waitFor('the published events on the page', async () => (await pageState(page)).events.length >= before + 2);
+}
