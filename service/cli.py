@@ -9,7 +9,7 @@ import sys
 
 from aiohttp import web
 
-from service.app import create_app
+from service.app import MAX_HEADER_BYTES, create_app
 from service.log_config import AccessLogger, configure_logging
 from service.settings import Settings, SettingsError
 
@@ -50,6 +50,8 @@ def _serve() -> int:
         port=settings.port,
         shutdown_timeout=settings.drain_timeout_seconds,
         access_log_class=AccessLogger,
+        max_field_size=MAX_HEADER_BYTES,
+        max_line_size=MAX_HEADER_BYTES,
         print=None,
     )
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from service.app import create_app
+from service.app import MAX_HEADER_BYTES, create_app
 from service.demo_web import DemoSite, setup_demo
 from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
 from service.log_config import AccessLogger
@@ -84,7 +84,9 @@ async def run_demo(port: int, emulator_port: int, mode: str) -> int:
     )
     runners = [
         web.AppRunner(emulator, access_log=None),
-        web.AppRunner(service, access_log_class=AccessLogger),
+        web.AppRunner(
+            service, access_log_class=AccessLogger, max_field_size=MAX_HEADER_BYTES, max_line_size=MAX_HEADER_BYTES
+        ),
     ]
     for runner in runners:
         await runner.setup()

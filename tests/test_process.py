@@ -84,6 +84,18 @@ async def test_drain_is_bounded() -> None:
         stuck.cancel()
 
 
+async def test_a_large_cookie_header_still_gets_a_problem_answer() -> None:
+    emulator, service, _, service_url = await _emulator_and_service(drain="1", timeout="1")
+    async with emulator, service, aiohttp.ClientSession() as http:
+        crowded = "; ".join(f"analytics_{i}={'v' * 500}" for i in range(24))
+        async with http.post(
+            f"{service_url}/v1/realtime/token", headers={"X-CSRF": "1", "Cookie": crowded}
+        ) as response:
+            assert response.status == 401
+            assert response.content_type == "application/problem+json"
+            assert (await response.json(content_type=None))["code"] == "session_missing"
+
+
 async def test_demo_prints_commands_that_show_200_401_403() -> None:
     port, emulator_port = free_port(), free_port()
     async with running(
