@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
@@ -80,8 +79,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _state(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[SETTINGS], app[METRICS]
-    # redis-py reads package metadata from disk when it builds a client: keep that off the loop.
-    client = await asyncio.to_thread(redis_client, settings.redis_url) if settings.redis_url else None
+    client = redis_client(settings.redis_url) if settings.redis_url else None
     state = State(RedisState(client) if client else None, on_fallback_change=metrics.set_fallback)
     app[STATE] = state
     app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])

@@ -38,9 +38,11 @@ class ExchangeLimits:
 
     async def admit(self, client_ip: str, session_fingerprint: str) -> Admission:
         """Refuse known-dead sessions and callers over a limit, before Appwrite is touched."""
-        if await self._state.get_cached(f"invalid:{session_fingerprint}"):
+        rejected, user_id = await self._state.get_cached(
+            f"invalid:{session_fingerprint}", f"user:{session_fingerprint}"
+        )
+        if rejected:
             raise ProblemError("session_invalid", "The session is missing, expired or was signed out.")
-        user_id = await self._state.get_cached(f"user:{session_fingerprint}")
         keys = {
             "ip": self._fingerprint(client_ip),
             "session": session_fingerprint,

@@ -71,7 +71,7 @@ class RedisState:
         self._add_script = client.register_script(_ADD_LUA)
         # aiocache builds a pool of its own; swap in ours so there is one pool with our timeouts,
         # and never call its close() (redis-py 5+ warns) or clear() (FLUSHDB on the whole database).
-        self.cache = _RedisCache(namespace=f"{prefix}:cache", serializer=StringSerializer())
+        self.cache = _RedisCache(namespace=f"{prefix}:cache", serializer=StringSerializer(), timeout=None)
         self.cache.client = client
 
     def key(self, scope: str, fingerprint: str) -> str:

@@ -7,12 +7,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import redis
 import structlog
 from aiocache import SimpleMemoryCache
 from aiocache.serializers import NullSerializer
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
 from service.redis_state import RedisState
@@ -33,7 +35,9 @@ class State:
     def __init__(self, redis: RedisState | None, on_fallback_change: Callable[[bool], None]) -> None:
         self._redis = redis
         self._memory_limiter = MemoryLimiter()
-        self._memory_cache = SimpleMemoryCache(serializer=NullSerializer(), namespace="rtx:cache:")
+        # timeout=None: aiocache would otherwise wrap every call in asyncio.wait_for (a task per
+        # call); memory needs none, and Redis calls are bounded by the client's socket timeouts.
+        self._memory_cache = SimpleMemoryCache(serializer=NullSerializer(), namespace="rtx:cache:", timeout=None)
         self._on_fallback_change = on_fallback_change
         self._redis_down_since: float | None = None
         self._next_redis_try = 0.0
@@ -71,9 +75,10 @@ class State:
             lambda: self._memory_limiter.add(check),
         )
 
-    async def get_cached(self, key: str) -> str | None:
-        value = await self._cache_call(lambda cache: cache.get(key))
-        return value if isinstance(value, str) else None
+    async def get_cached(self, *keys: str) -> list[str | None]:
+        """Several cache entries in one round trip."""
+        values = await self._cache_call(lambda cache: cache.multi_get(list(keys)))
+        return [value if isinstance(value, str) else None for value in values]
 
     async def set_cached(self, key: str, value: str, ttl: int) -> None:
         if ttl > 0:
@@ -121,6 +126,9 @@ def redis_client(url: str) -> Redis:
     """Short timeouts: during an outage each request pays at most this, then memory takes over."""
     return Redis.from_url(
         url,
+        # Without this, redis-py reads its own package metadata from disk for every new pooled
+        # connection: a blocking call on the event loop.
+        driver_info=DriverInfo(name="redis-py", lib_version=redis.__version__),
         socket_timeout=0.25,
         socket_connect_timeout=0.25,
         health_check_interval=0,
