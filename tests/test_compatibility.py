@@ -1,0 +1,48 @@
+"""The README's compatibility table, row by row: which Appwrite generation lets a browser use the
+JWT route for Realtime, and that the relay works on all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from tests.conftest import COOKIE, PROJECT, exchange
+
+# mode -> does the Realtime handshake accept ?jwt= (what a browser can send)?
+JWT_REALTIME = {"cloud": True, "1.9": False, "1.8": False}
+
+
+async def _connected_user(url: str) -> object:
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        message = await asyncio.wait_for(ws.receive(), 3)
+        frame = json.loads(message.data)
+        assert frame["type"] == "connected"
+        user = frame["data"]["user"]
+        return user["$id"] if user else None
+
+
+@pytest.mark.parametrize("mode", sorted(JWT_REALTIME))
+async def test_jwt_route_against_each_server_generation(emulator_factory, service_factory, mode) -> None:
+    emulator = await emulator_factory(mode=mode)
+    user_id, _, cookie = emulator.signed_in_user()
+    service = await service_factory(emulator)
+    token = await (await exchange(service, cookie)).json()
+    # What web SDK >= 26.1.0 opens after setJWT(): the JWT in the query, no cookie, no headers.
+    url = emulator.server.make_url(f"/v1/realtime?project={PROJECT}&channels[]=account&jwt={token['jwt']}")
+    assert await _connected_user(str(url)) == (user_id if JWT_REALTIME[mode] else None)
+
+
+@pytest.mark.parametrize("mode", sorted(JWT_REALTIME))
+async def test_relay_against_each_server_generation(emulator_factory, service_factory, mode) -> None:
+    emulator = await emulator_factory(mode=mode)
+    user_id, _, cookie = emulator.signed_in_user()
+    service = await service_factory(emulator)
+    async with service.ws_connect(
+        f"/v1/realtime?project={PROJECT}&channels[]=account",
+        headers={"Cookie": f"{COOKIE}={cookie}", "Origin": "https://app.example.com"},
+    ) as ws:
+        frame = json.loads((await asyncio.wait_for(ws.receive(), 3)).data)
+    assert frame["data"]["user"]["$id"] == user_id
