@@ -9,20 +9,9 @@
 # and npm. The npm tools install from the committed lock file with `npm ci`.
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cd "$root"
-
-if [ -n "${PYTHON:-}" ]; then
-  py="$PYTHON"
-elif [ -n "${VIRTUAL_ENV:-}" ]; then
-  py="$VIRTUAL_ENV/bin/python"
-elif [ -x .venv/bin/python ]; then
-  py=.venv/bin/python
-else
-  py=python3
-fi
-export PYTHON="$py"
+# shellcheck source=tools/contract/python.sh
+source "$(dirname "$0")/python.sh"
+py="$PYTHON"
 # Redocly: no usage reports, no update checks (this machine reaches only package registries).
 export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true NO_UPDATE_NOTIFIER=1
 

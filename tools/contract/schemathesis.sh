@@ -11,19 +11,9 @@
 # TIME_LIMIT (seconds for the whole run, default 420), REPORT_DIR (JUnit + HAR reports; default none).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cd "$root"
-
-if [ -n "${PYTHON:-}" ]; then
-  py="$PYTHON"
-elif [ -n "${VIRTUAL_ENV:-}" ]; then
-  py="$VIRTUAL_ENV/bin/python"
-elif [ -x .venv/bin/python ]; then
-  py=.venv/bin/python
-else
-  py=python3
-fi
+# shellcheck source=tools/contract/python.sh
+source "$(dirname "$0")/python.sh"
+py="$PYTHON"
 max_examples="${MAX_EXAMPLES:-150}"
 time_limit="${TIME_LIMIT:-420}"
 
