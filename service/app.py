@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from service.appwrite_client import AppwriteClient, create_http_session
+from service.appwrite_client import AppwriteClient, create_http_session, create_relay_session
 from service.exchange import TOKEN_PATH, issue_token
 from service.exchange_limits import ExchangeLimits
 from service.fingerprints import Fingerprinter
@@ -21,6 +21,7 @@ from service.keys import (
     LIFECYCLE,
     METRICS,
     READINESS_CHECKS,
+    RELAY_HTTP,
     RELAYS,
     SETTINGS,
     STATE,
@@ -71,9 +72,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    async with create_http_session(app[SETTINGS]) as http:
+    settings = app[SETTINGS]
+    async with create_http_session(settings) as http, create_relay_session(settings) as relay_http:
         app[HTTP] = http
-        app[APPWRITE] = AppwriteClient(http, app[SETTINGS])
+        app[RELAY_HTTP] = relay_http
+        app[APPWRITE] = AppwriteClient(http, settings)
         yield
 
 

@@ -63,6 +63,17 @@ def create_http_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
+def create_relay_session(settings: Settings) -> aiohttp.ClientSession:
+    """Relayed sockets live for hours: they get their own pool, so they never use up the slots
+    that bound concurrent token exchanges (UPSTREAM_MAX_CONCURRENCY)."""
+    return aiohttp.ClientSession(
+        # The handshake is bounded by the caller; an open socket has no total timeout.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.upstream_timeout_seconds),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(limit=settings.relay_max_sockets, ttl_dns_cache=60),
+    )
+
+
 class AppwriteClient:
     """Calls Appwrite for one session. Sends only the project, the session and the duration."""
 

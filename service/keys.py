@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+RELAY_HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("relay_http")
 APPWRITE: web.AppKey[AppwriteClient] = web.AppKey("appwrite")
 FINGERPRINTER: web.AppKey[Fingerprinter] = web.AppKey("fingerprinter")
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")

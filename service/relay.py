@@ -29,9 +29,9 @@ from service.keys import (
     CLIENT_IP,
     EXCHANGE_LIMITS,
     FINGERPRINTER,
-    HTTP,
     LIFECYCLE,
     METRICS,
+    RELAY_HTTP,
     RELAYS,
     REQUEST_ID,
     SETTINGS,
@@ -128,20 +128,21 @@ async def _connect_upstream(
 ) -> aiohttp.ClientWebSocketResponse:
     settings = request.app[SETTINGS]
     try:
-        return await request.app[HTTP].ws_connect(
-            upstream_url(settings.appwrite_endpoint, settings.project_id, query),
-            headers={
-                "X-Appwrite-Session": session,
-                "X-Appwrite-Project": settings.project_id,
-                # Appwrite takes the client IP from here for its own limits; no Origin is sent,
-                # so Appwrite skips its platform check and the relay's allowlist stands instead.
-                "X-Forwarded-For": request[CLIENT_IP],
-            },
-            max_msg_size=MAX_FRAME_BYTES,
-            autoping=True,
-            compress=0,
-            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-        )
+        async with asyncio.timeout(settings.upstream_timeout_seconds):
+            return await request.app[RELAY_HTTP].ws_connect(
+                upstream_url(settings.appwrite_endpoint, settings.project_id, query),
+                headers={
+                    "X-Appwrite-Session": session,
+                    "X-Appwrite-Project": settings.project_id,
+                    # Appwrite takes the client IP from here for its own limits; no Origin is sent,
+                    # so Appwrite skips its platform check and the relay's allowlist stands instead.
+                    "X-Forwarded-For": request[CLIENT_IP],
+                },
+                max_msg_size=MAX_FRAME_BYTES,
+                autoping=True,
+                compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+            )
     except TimeoutError:
         raise ProblemError("upstream_timeout", "Appwrite Realtime did not answer in time.") from None
     except aiohttp.WSServerHandshakeError as error:

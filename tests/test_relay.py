@@ -233,3 +233,15 @@ async def test_audit_and_metrics(service, emulator, logs) -> None:
     assert "relay_open_sockets 0.0" in text
     assert 'relay_closes_total{reason="client_closed"} 1.0' in text
     assert 'relay_frames_total{direction="to_appwrite"} 1.0' in text
+
+
+async def test_open_sockets_do_not_use_up_the_exchange_slots(service_factory, emulator) -> None:
+    service = await service_factory(UPSTREAM_MAX_CONCURRENCY="2", RATE_LIMIT_SESSION="off")
+    _, _, cookie = emulator.signed_in_user()
+    sockets = [await connect(service, cookie, query="&channels[]=account") for _ in range(4)]
+    for ws in sockets:
+        assert (await frame(ws))["type"] == "connected"
+    response = await service.post("/v1/realtime/token", headers={"X-CSRF": "1", "Cookie": f"{COOKIE}={cookie}"})
+    assert response.status == 200
+    for ws in sockets:
+        await ws.close()
