@@ -97,7 +97,7 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
 async def _announce(app: web.Application) -> None:
     """One line that says what this process serves; no secret is part of it."""
     settings = app[SETTINGS]
-    structlog.get_logger("service").info(
+    structlog.get_logger(logger_name="service").info(
         "service.started",
         appwrite_endpoint=settings.appwrite_endpoint,
         project_id=settings.project_id,
@@ -109,5 +109,5 @@ async def _announce(app: web.Application) -> None:
 
 
 async def _start_drain(app: web.Application) -> None:
-    structlog.get_logger("service").info("service.draining", timeout_seconds=app[SETTINGS].drain_timeout_seconds)
+    structlog.get_logger(logger_name="service").info("service.draining", timeout_seconds=app[SETTINGS].drain_timeout_seconds)
     app[LIFECYCLE].start_drain()

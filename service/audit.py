@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-_log = structlog.get_logger("audit")
+_log = structlog.get_logger(logger_name="audit")
 
 
 def token_issued(**fields: Any) -> None:

@@ -45,7 +45,7 @@ _STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 _JS = "text/javascript; charset=utf-8"
 _NO_STORE = {"Cache-Control": "no-store"}
 
-_log = structlog.get_logger("service.demo")
+_log = structlog.get_logger(logger_name="service.demo")
 
 
 @dataclass(frozen=True)

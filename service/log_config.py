@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import structlog
 from aiohttp import web
@@ -23,12 +23,25 @@ def _redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
-def configure_logging(level: str = "info", fmt: str = "json", stream: IO[str] | None = None) -> None:
-    """Route structlog and stdlib logging (aiohttp included) through one renderer."""
+def _name_logger(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Our loggers carry their name as `logger_name` (structlog's own `logger` is the sink)."""
+    if "logger_name" in event:
+        event["logger"] = event.pop("logger_name")
+    return event
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", stream: IO[str] | None = None, cache_loggers: bool = True
+) -> None:
+    """Our events render straight to the stream (no stdlib logging on the hot path); stdlib
+    records (aiohttp's own, libraries') go through the same processors and renderer.
+
+    `cache_loggers=False` lets tests reconfigure the stream between runs.
+    """
+    out = stream or sys.stdout
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
     ]
@@ -37,10 +50,10 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: IO[str] | 
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
@@ -52,18 +65,21 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: IO[str] | 
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, _name_logger, structlog.processors.format_exc_info, renderer],
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
+
+
+_access = structlog.get_logger(logger_name="access")
 
 
 class AccessLogger(AbstractAccessLogger):
     """One structured line per request; the path only, never the query string."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        structlog.get_logger("access").info(
+        _access.info(
             "http.request",
             method=request.method,
             path=request.rel_url.path,

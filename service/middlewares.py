@@ -15,7 +15,7 @@ from service.security import client_ip, cors_headers, preflight_headers
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_log = structlog.get_logger("service")
+_log = structlog.get_logger(logger_name="service")
 
 # aiohttp's own HTTP errors, as our stable codes.
 _HTTP_ERROR_CODES = {

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from service.redis_state import RedisState
 from service.sliding_window import Check, Decision, MemoryLimiter
 
-_log = structlog.get_logger("state")
+_log = structlog.get_logger(logger_name="state")
 T = TypeVar("T")
 
 # Sessions keep their user for as long as a session plausibly lives; Appwrite's default is a year,

@@ -134,7 +134,7 @@ class LogLines:
 @pytest.fixture(autouse=True)
 def logs() -> Iterator[LogLines]:
     stream = io.StringIO()
-    configure_logging("debug", "json", stream)
+    configure_logging("debug", "json", stream, cache_loggers=False)
     yield LogLines(stream)
 
 
