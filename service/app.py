@@ -109,5 +109,6 @@ async def _announce(app: web.Application) -> None:
 
 
 async def _start_drain(app: web.Application) -> None:
-    structlog.get_logger(logger_name="service").info("service.draining", timeout_seconds=app[SETTINGS].drain_timeout_seconds)
+    log = structlog.get_logger(logger_name="service")
+    log.info("service.draining", timeout_seconds=app[SETTINGS].drain_timeout_seconds)
     app[LIFECYCLE].start_drain()

@@ -44,10 +44,10 @@ async def issue_token(request: web.Request) -> web.Response:
     try:
         response = await _exchange(request, audit_fields)
     except ProblemError as error:
-        metrics.exchanges.labels(error.code).inc()
+        metrics.exchange(error.code)
         audit.token_denied(error.code, **audit_fields)
         raise
-    metrics.exchanges.labels("issued").inc()
+    metrics.exchange("issued")
     audit.token_issued(**audit_fields)
     return response
 

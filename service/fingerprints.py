@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
@@ -14,7 +13,7 @@ class Fingerprinter:
 
     def of(self, secret: str) -> str:
         """A full-length fingerprint, for state keys."""
-        return hmac.new(self._key, secret.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, secret.encode(), "sha256").hex()
 
     @staticmethod
     def short(fingerprint: str) -> str:

@@ -49,6 +49,16 @@ class Metrics:
         )
         self.relay_bytes = Counter("relay_bytes", "Relayed bytes by direction.", ["direction"], registry=r)
         self.relay_closes = Counter("relay_closes", "Relayed sockets closed, by reason.", ["reason"], registry=r)
+        # Hot-path label children, looked up once (the label sets are small and fixed).
+        self._exchange_children: dict[str, Counter] = {}
+        self._latency_children: dict[tuple[str, str], Histogram] = {}
+
+    def exchange(self, code: str) -> None:
+        """Count one exchange outcome; label children are looked up once per code."""
+        child = self._exchange_children.get(code)
+        if child is None:
+            child = self._exchange_children[code] = self.exchanges.labels(code)
+        child.inc()
 
     def set_circuit(self, state: CircuitState) -> None:
         self.circuit.set(int(state))
@@ -69,7 +79,10 @@ class Metrics:
             finally:
                 self.in_flight.dec()
                 method = request.method if request.method in _METHODS else "OTHER"
-                self.request_seconds.labels(label, method).observe(time.perf_counter() - started)
+                child = self._latency_children.get((label, method))
+                if child is None:
+                    child = self._latency_children[(label, method)] = self.request_seconds.labels(label, method)
+                child.observe(time.perf_counter() - started)
 
         return measure
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 import structlog
 from aiohttp import web
@@ -30,7 +30,7 @@ _HTTP_ERROR_CODES = {
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Keep a sane incoming X-Request-ID or make one; bind it for every log line of the request."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
     # A keep-alive connection serves many requests in one task: start each from a clean context.

@@ -73,7 +73,7 @@ def client_ip(request: web.Request, trusted_proxies: Iterable[IpNetwork]) -> str
     """The caller's IP: X-Forwarded-For is believed only hop by hop through trusted proxies."""
     proxies = tuple(trusted_proxies)
     peer = request.remote or "unknown"
-    if not _is_trusted(peer, proxies):
+    if not proxies or not _is_trusted(peer, proxies):
         return peer
     hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
     for hop in reversed(hops):

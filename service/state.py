@@ -63,6 +63,8 @@ class State:
 
     async def hit(self, checks: list[Check]) -> list[Decision]:
         redis = self._redis
+        if redis is None:
+            return self._memory_limiter.hit(checks)
         return await self._with_fallback(
             (lambda: redis.hit(checks)) if redis else None,
             lambda: self._memory_limiter.hit(checks),
@@ -77,7 +79,10 @@ class State:
 
     async def get_cached(self, *keys: str) -> list[str | None]:
         """Several cache entries in one round trip."""
-        values = await self._cache_call(lambda cache: cache.multi_get(list(keys)))
+        if self._redis is None:
+            values = await self._memory_cache.multi_get(list(keys))
+        else:
+            values = await self._cache_call(lambda cache: cache.multi_get(list(keys)))
         return [value if isinstance(value, str) else None for value in values]
 
     async def set_cached(self, key: str, value: str, ttl: int) -> None:
