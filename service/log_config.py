@@ -11,6 +11,8 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from service.exchange import TOKEN_PATH
+
 # Defence in depth: even if a caller passes one of these by mistake, its value never renders.
 _SECRET_KEYS = frozenset(
     {"jwt", "session", "secret", "cookie", "cookies", "authorization", "password", "token", "api_key", "key"}
@@ -78,7 +80,12 @@ _access = structlog.get_logger(logger_name="access")
 class AccessLogger(AbstractAccessLogger):
     """One structured line per request; the path only, never the query string."""
 
+    AUDITED_PATHS = frozenset({TOKEN_PATH})
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path in self.AUDITED_PATHS:
+            # The exchange's own audit event already records this request, with its duration.
+            return
         _access.info(
             "http.request",
             method=request.method,

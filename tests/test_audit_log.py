@@ -83,3 +83,21 @@ async def test_startup_says_what_it_serves_without_secrets(service_factory, logs
     assert started["state_backend"] == "memory"
     assert started["jwt_signature_checked"] is True
     assert "very-secret-instance-key" not in logs.text
+
+
+async def test_access_lines_skip_the_audited_exchange(service, session_cookie, logs) -> None:
+    import logging
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from service.log_config import AccessLogger
+
+    access = AccessLogger(logging.getLogger("aiohttp.access"), "")
+    access.log(make_mocked_request("POST", "/v1/realtime/token"), web.Response(status=200), 0.01)
+    access.log(make_mocked_request("GET", "/livez?probe=1"), web.Response(status=200), 0.002)
+    [line] = logs.events("http.request")
+    assert (line["path"], line["status"], line["duration_ms"]) == ("/livez", 200, 2.0)
+    await exchange(service, session_cookie)
+    [issued] = logs.events("token.issued")
+    assert issued["duration_ms"] >= issued["upstream_ms"] > 0
