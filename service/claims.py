@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import jwt
+
+_JWS = jwt.PyJWS(algorithms=["HS256"])
 
 
 class ClaimsError(ValueError):
@@ -24,7 +26,7 @@ class TokenClaims:
 
     @property
     def expires_at_rfc3339(self) -> str:
-        return datetime.fromtimestamp(self.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expires_at))
 
 
 def read_claims(token: str, secret: str | None, now: float | None = None) -> TokenClaims:
@@ -34,17 +36,19 @@ def read_claims(token: str, secret: str | None, now: float | None = None) -> Tok
     ignored the duration we asked for.
     """
     try:
+        # PyJWT's JWS layer parses the token once; the claims are plain JSON after that.
         if secret is not None:
-            claims = jwt.decode(
-                token, secret, algorithms=["HS256"], options={"verify_exp": False, "require": ["exp"]}
-            )
+            decoded = _JWS.decode_complete(token, secret, algorithms=["HS256"])
         else:
-            if jwt.get_unverified_header(token).get("alg") != "HS256":
-                raise ClaimsError("token is not HS256")
-            claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as error:
-        # The library's message never contains the token itself.
+            decoded = _JWS.decode_complete(token, options={"verify_signature": False})
+        claims = json.loads(decoded["payload"])
+    except (jwt.PyJWTError, ValueError) as error:
+        # Neither message ever contains the token itself.
         raise ClaimsError(f"token does not decode: {type(error).__name__}") from None
+    if decoded["header"].get("alg") != "HS256":
+        raise ClaimsError("token is not HS256")
+    if not isinstance(claims, dict):
+        raise ClaimsError("token claims are not an object")
     user_id, session_id, exp = claims.get("userId"), claims.get("sessionId"), claims.get("exp")
     if not isinstance(user_id, str) or not user_id:
         raise ClaimsError("token has no userId claim")

@@ -182,3 +182,15 @@ async def test_cookie_name_is_configurable(service_factory, session_cookie) -> N
     )
     assert response.status == 200
     assert COOKIE != "app_session"
+
+
+def test_only_hs256_tokens_are_accepted_even_unverified() -> None:
+    from service.claims import ClaimsError, read_claims
+
+    claims = {"userId": "u", "sessionId": "s", "exp": int(time.time()) + 60}
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    with pytest.raises(ClaimsError, match="HS256"):
+        read_claims(unsigned, None)
+    assert read_claims(jwt.encode(claims, JWT_SECRET), None).user_id == "u"
+    with pytest.raises(ClaimsError, match="does not decode"):
+        read_claims(jwt.encode(claims, "another-key-0123456789abcdef0123"), JWT_SECRET)
