@@ -29,6 +29,13 @@ SESSION_USER_TTL_SECONDS = 86_400
 REDIS_RETRY_SECONDS = 1.0
 
 
+class _Unavailable:
+    """Marks a state call that Redis could not serve, so memory serves it instead."""
+
+
+_UNAVAILABLE = _Unavailable()
+
+
 class State:
     """Every read and write goes to Redis if it is healthy, else to memory; never raises on outage."""
 
@@ -62,56 +69,34 @@ class State:
         return f"rtx:rl:{scope}:{fingerprint}"
 
     async def hit(self, checks: list[Check]) -> list[Decision]:
-        redis = self._redis
-        if redis is None:
-            return self._memory_limiter.hit(checks)
-        return await self._with_fallback(
-            (lambda: redis.hit(checks)) if redis else None,
-            lambda: self._memory_limiter.hit(checks),
-        )
+        decisions = await self._on_redis(lambda redis: redis.hit(checks))
+        return self._memory_limiter.hit(checks) if isinstance(decisions, _Unavailable) else decisions
 
     async def add(self, check: Check) -> None:
-        redis = self._redis
-        await self._with_fallback(
-            (lambda: redis.add(check)) if redis else None,
-            lambda: self._memory_limiter.add(check),
-        )
+        if isinstance(await self._on_redis(lambda redis: redis.add(check)), _Unavailable):
+            self._memory_limiter.add(check)
 
     async def get_cached(self, *keys: str) -> list[str | None]:
         """Several cache entries in one round trip."""
-        if self._redis is None:
+        values = await self._on_redis(lambda redis: redis.cache.multi_get(list(keys)))
+        if isinstance(values, _Unavailable):
             values = await self._memory_cache.multi_get(list(keys))
-        else:
-            values = await self._cache_call(lambda cache: cache.multi_get(list(keys)))
         return [value if isinstance(value, str) else None for value in values]
 
     async def set_cached(self, key: str, value: str, ttl: int) -> None:
-        if ttl > 0:
-            await self._cache_call(lambda cache: cache.set(key, value, ttl=ttl))
+        if ttl <= 0:
+            return
+        if isinstance(await self._on_redis(lambda redis: redis.cache.set(key, value, ttl=ttl)), _Unavailable):
+            await self._memory_cache.set(key, value, ttl=ttl)
 
-    async def _cache_call(self, call: Callable[..., Awaitable[T]]) -> T:
-        async def memory() -> T:
-            return await call(self._memory_cache)
-
+    async def _on_redis(self, call: Callable[[RedisState], Awaitable[T]]) -> T | _Unavailable:
+        """The call's result, or _UNAVAILABLE when there is no Redis, or it is down, or it just failed."""
         redis = self._redis
-        return await self._with_fallback_async((lambda: call(redis.cache)) if redis else None, memory)
-
-    async def _with_fallback(
-        self, primary: Callable[[], Awaitable[T]] | None, fallback: Callable[[], T]
-    ) -> T:
-        async def in_memory() -> T:
-            return fallback()
-
-        return await self._with_fallback_async(primary, in_memory)
-
-    async def _with_fallback_async(
-        self, primary: Callable[[], Awaitable[T]] | None, fallback: Callable[[], Awaitable[T]]
-    ) -> T:
         now = time.monotonic()
-        if primary is None or (self.degraded and now < self._next_redis_try):
-            return await fallback()
+        if redis is None or (self.degraded and now < self._next_redis_try):
+            return _UNAVAILABLE
         try:
-            result = await primary()
+            result = await call(redis)
         except (RedisError, OSError, TimeoutError) as error:
             self._next_redis_try = now + REDIS_RETRY_SECONDS
             if not self.degraded:
@@ -119,7 +104,7 @@ class State:
                 # Once per outage, not once per request.
                 _log.warning("state.redis_unavailable", fallback="memory", error=type(error).__name__)
                 self._on_fallback_change(True)
-            return await fallback()
+            return _UNAVAILABLE
         if self.degraded:
             _log.warning("state.redis_recovered", outage_seconds=round(now - (self._redis_down_since or now), 1))
             self._redis_down_since = None
