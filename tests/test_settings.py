@@ -27,6 +27,23 @@ def test_defaults() -> None:
     assert settings.jwt_url == "https://cloud.appwrite.io/v1/account/jwts"
 
 
+def test_redis_needs_a_shared_hash_key() -> None:
+    with pytest.raises(SettingsError, match="replicas must share it") as raised:
+        Settings.from_env({**BASE, "REDIS_URL": "redis://redis:6379"})
+    assert raised.value.variable == "STATE_HASH_KEY"
+
+
+def test_limits_and_shared_state_parse() -> None:
+    settings = Settings.from_env(
+        {**BASE, "RATE_LIMIT_IP": "off", "RATE_LIMIT_SESSION": "5/second", "REDIS_URL": "redis://r:6379/1",
+         "STATE_HASH_KEY": "k" * 16, "RELAY_CHANNELS_ALLOW": "account, databases.*"}
+    )
+    assert settings.rate_limit_ip is None
+    assert (settings.rate_limit_session.limit, settings.rate_limit_session.window_seconds) == (5, 1)
+    assert settings.state_hash_key == b"k" * 16
+    assert settings.relay_channels_allow == ("account", "databases.*")
+
+
 def test_secrets_stay_out_of_repr() -> None:
     settings = Settings.from_env({**BASE, "APPWRITE_JWT_SECRET": "s3cr3t-value", "REDIS_URL": "redis://:pw@h/0",
                                   "STATE_HASH_KEY": "k" * 32})
@@ -55,6 +72,17 @@ def test_secrets_stay_out_of_repr() -> None:
         ("LOG_LEVEL", "loud"),
         ("LOG_FORMAT", "xml"),
         ("DRAIN_TIMEOUT_SECONDS", "forever"),
+        ("RATE_LIMIT_IP", "60"),
+        ("RATE_LIMIT_SESSION", "10/day"),
+        ("RATE_LIMIT_USER", "0/minute"),
+        ("INVALID_SESSION_CACHE_SECONDS", "-5"),
+        ("REDIS_URL", "http://redis:6379"),
+        ("STATE_HASH_KEY", "short"),
+        ("UPSTREAM_MAX_CONCURRENCY", "0"),
+        ("CIRCUIT_FAILURE_THRESHOLD", "0"),
+        ("CIRCUIT_COOLDOWN_SECONDS", "0"),
+        ("RELAY_REVALIDATE_SECONDS", "0.1"),
+        ("RELAY_MAX_SOCKETS", "0"),
     ],
 )
 def test_bad_values_name_their_variable(variable: str, value: str) -> None:
