@@ -12,12 +12,11 @@ import {
   setUp,
   signIn,
   sleep,
+  subscribed,
   waitFor,
   waitForEvent,
 } from './support.js';
 
-const subscribed = (socket) =>
-  socket.received.some((frame) => frame.type === 'response' && frame.data?.to === 'subscribe' && frame.data?.success);
 
 /** Sign in on `query` and wait for the relayed socket that Appwrite accepted as the demo user. */
 async function relayedSocket(page, demo, record, query = 'via=relay') {

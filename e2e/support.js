@@ -243,6 +243,10 @@ function parseFrame(payload) {
 /** The `connected` frame of a recorded socket, once it arrived. */
 export const connectedFrame = (socket) => socket.received.find((frame) => frame.type === 'connected');
 
+/** Whether Appwrite (or the relay) acknowledged a subscribe on this socket. */
+export const subscribed = (socket) =>
+  socket.received.some((frame) => frame.type === 'response' && frame.data?.to === 'subscribe' && frame.data?.success);
+
 /** The `jwt` query parameter of a socket URL ('' when there is none). */
 export const jwtOf = (url) => new URL(url).searchParams.get('jwt') ?? '';
 

@@ -11,13 +11,12 @@ import {
   setUp,
   signIn,
   sleep,
+  subscribed,
   waitFor,
   waitForEvent,
 } from './support.js';
 
 const hasStatus = (state, status) => state.statuses.some((entry) => entry.status === status);
-const subscribed = (socket) =>
-  socket.received.some((frame) => frame.type === 'response' && frame.data?.to === 'subscribe' && frame.data?.success);
 
 /** Sign in and wait for the first socket that Appwrite accepted as the demo user. */
 async function signedInSocket(page, demo, record, query = '') {

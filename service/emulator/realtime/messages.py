@@ -102,9 +102,7 @@ def _subscribe(
     state: EmulatorState,
     config: EmulatorConfig,
 ) -> dict[str, Any]:
-    if "data" not in message or message["data"] is None:
-        raise RealtimeError(FORMAT_INVALID, "Payload is not valid. Items is required")
-    items = message["data"]
+    items = _items(message)
     _check_subscribe_items(items)
     added = []
     for item in items:
@@ -122,6 +120,13 @@ def _subscribe(
         connection.subscriptions[subscription_id] = Subscription(subscription_id, stored, queries)
         added.append({"subscriptionId": subscription_id, "channels": converted, "queries": queries})
     return {"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": added}}
+
+
+def _items(message: dict[str, Any]) -> Any:
+    """The `data` of a subscribe or unsubscribe frame; Appwrite requires it."""
+    if message.get("data") is None:
+        raise RealtimeError(FORMAT_INVALID, "Payload is not valid. Items is required")
+    return message["data"]
 
 
 def _check_subscribe_items(items: Any) -> None:
@@ -153,9 +158,7 @@ def _unsubscribe(
     state: EmulatorState,
     config: EmulatorConfig,
 ) -> dict[str, Any]:
-    if "data" not in message or message["data"] is None:
-        raise RealtimeError(FORMAT_INVALID, "Payload is not valid. Items is required")
-    items = message["data"]
+    items = _items(message)
     if not isinstance(items, list) or not all(
         isinstance(item, dict) and isinstance(item.get("subscriptionId"), str) for item in items
     ):
