@@ -27,7 +27,7 @@ class Admission:
 class ExchangeLimits:
     def __init__(self, settings: Settings, state: State, metrics: Metrics, fingerprinter: Fingerprinter) -> None:
         self._state = state
-        self._fingerprint = fingerprinter.of
+        self._keyed_hash = fingerprinter.of
         self._metrics = metrics
         self._policies: dict[str, RateLimit | None] = {
             "ip": settings.rate_limit_ip,
@@ -44,9 +44,9 @@ class ExchangeLimits:
         if rejected:
             raise ProblemError("session_invalid", "The session is missing, expired or was signed out.")
         keys = {
-            "ip": self._fingerprint(client_ip),
+            "ip": self._keyed_hash(client_ip),
             "session": session_fingerprint,
-            "user": self._fingerprint(user_id) if user_id else None,
+            "user": self._keyed_hash(user_id) if user_id else None,
         }
         checks = [
             Check(scope, State.key(scope, key), policy)
@@ -80,7 +80,7 @@ class ExchangeLimits:
         await self._state.set_cached(f"user:{admission.session_fingerprint}", user_id, SESSION_USER_TTL_SECONDS)
         policy = self._policies["user"]
         if policy is not None:
-            await self._state.add(Check("user", State.key("user", self._fingerprint(user_id)), policy))
+            await self._state.add(Check("user", State.key("user", self._keyed_hash(user_id)), policy))
 
     async def rejected(self, admission: Admission) -> None:
         """Remember a session Appwrite refused, so a flood of dead cookies stays off Appwrite."""
