@@ -44,19 +44,24 @@ async def _session(http: aiohttp.ClientSession, emulator_url: str) -> str:
         return str((await r.json())["secret"])
 
 
+async def _slow_exchange(
+    http: aiohttp.ClientSession, emulator_url: str, service_url: str, fault: dict[str, object]
+) -> asyncio.Task[aiohttp.ClientResponse]:
+    """An exchange that is in flight (Appwrite slowed by `fault`) when this returns."""
+    cookie = await _session(http, emulator_url)
+    async with http.post(f"{emulator_url}/_emulator/faults", json=fault) as r:
+        assert r.status < 300
+    task = asyncio.create_task(
+        http.post(f"{service_url}/v1/realtime/token", headers={"X-CSRF": "1", "Cookie": f"a_session_{PROJECT}={cookie}"})
+    )
+    await asyncio.sleep(0.5)
+    return task
+
+
 async def test_sigterm_lets_in_flight_exchanges_finish() -> None:
     emulator, service, emulator_url, service_url = await _emulator_and_service(drain="10", timeout="5")
     async with emulator, service as process, aiohttp.ClientSession() as http:
-        cookie = await _session(http, emulator_url)
-        async with http.post(f"{emulator_url}/_emulator/faults", json={"kind": "latency", "ms": 1500}) as r:
-            assert r.status < 300
-        in_flight = asyncio.create_task(
-            http.post(
-                f"{service_url}/v1/realtime/token",
-                headers={"X-CSRF": "1", "Cookie": f"a_session_{PROJECT}={cookie}"},
-            )
-        )
-        await asyncio.sleep(0.5)
+        in_flight = await _slow_exchange(http, emulator_url, service_url, {"kind": "latency", "ms": 1500})
         process.send_signal(signal.SIGTERM)
         response = await in_flight
         assert response.status == 200
@@ -67,16 +72,7 @@ async def test_sigterm_lets_in_flight_exchanges_finish() -> None:
 async def test_drain_is_bounded() -> None:
     emulator, service, emulator_url, service_url = await _emulator_and_service(drain="1", timeout="30")
     async with emulator, service as process, aiohttp.ClientSession() as http:
-        cookie = await _session(http, emulator_url)
-        async with http.post(f"{emulator_url}/_emulator/faults", json={"kind": "hang"}) as r:
-            assert r.status < 300
-        stuck = asyncio.create_task(
-            http.post(
-                f"{service_url}/v1/realtime/token",
-                headers={"X-CSRF": "1", "Cookie": f"a_session_{PROJECT}={cookie}"},
-            )
-        )
-        await asyncio.sleep(0.5)
+        stuck = await _slow_exchange(http, emulator_url, service_url, {"kind": "hang"})
         started = asyncio.get_running_loop().time()
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=10)
