@@ -19,6 +19,7 @@ from service.keys import (
     FINGERPRINTER,
     HTTP,
     LIFECYCLE,
+    LOGGED_ONCE,
     METRICS,
     READINESS_CHECKS,
     RELAY_HTTP,
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
     app[RELAYS] = set()
+    app[LOGGED_ONCE] = set()
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_state)
     app.on_startup.append(_announce)

@@ -38,3 +38,5 @@ STATE: web.AppKey[State] = web.AppKey("state")
 EXCHANGE_LIMITS: web.AppKey[ExchangeLimits] = web.AppKey("exchange_limits")
 UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
 RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
+# Configuration warnings already logged by this process (each is logged once, not per request).
+LOGGED_ONCE: web.AppKey[set[str]] = web.AppKey("logged_once")

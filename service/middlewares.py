@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from service.keys import CLIENT_IP, REQUEST_ID, SETTINGS
 from service.problems import ProblemError, problem_response, response_for
-from service.security import client_ip, cors_headers, preflight_headers
+from service.security import PREFLIGHT_GRANTS, client_ip, cors_origin, refused_origin_detail, set_cors_headers
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,7 +40,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.extend(cors_headers(request, request.app[SETTINGS]))
+        set_cors_headers(response.headers, request, request.app[SETTINGS])
     return response
 
 
@@ -64,7 +64,14 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 def _preflight(request: web.Request) -> web.StreamResponse:
-    headers = preflight_headers(request, request.app[SETTINGS])
-    if "Access-Control-Allow-Origin" not in headers:
-        raise ProblemError("origin_not_allowed", "This origin may not call the token service.")
-    return web.Response(status=204, headers=headers)
+    """What the preflight grants; the origin itself is added with every answer's CORS headers."""
+    settings = request.app[SETTINGS]
+    if cors_origin(request, settings) is None:
+        origin = request.headers.get("Origin")
+        detail = (
+            refused_origin_detail(origin, request, settings)
+            if origin
+            else "A CORS preflight must come with an Origin listed in ALLOWED_ORIGINS."
+        )
+        raise ProblemError("origin_not_allowed", detail)
+    return web.Response(status=204, headers=PREFLIGHT_GRANTS)

@@ -50,7 +50,11 @@ async def test_cross_site_fetch_without_origin_is_refused(service, session_cooki
 async def test_preflight_allows_the_csrf_header_for_allowed_origins_only(service) -> None:
     response = await service.options(
         "/v1/realtime/token",
-        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-csrf"},
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-csrf",
+        },
     )
     assert response.status == 204
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
@@ -135,3 +139,52 @@ def test_client_ip_walks_the_chain_from_the_right() -> None:
 async def test_problem_responses_are_never_cached(service) -> None:
     response = await exchange(service)
     assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_tls_proxy_that_is_not_trusted_gets_an_answer_naming_the_setting(
+    service_factory, emulator, session_cookie, logs
+) -> None:
+    """Same host behind a TLS proxy, TRUSTED_PROXIES forgotten: the page is https, the service sees http."""
+    untrusted = await service_factory(ALLOWED_ORIGINS="")
+    host = f"{untrusted.server.host}:{untrusted.server.port}"
+    behind_proxy = {"Origin": f"https://{host}", "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    for _ in range(3):
+        body = await assert_problem(
+            await exchange(untrusted, session_cookie, headers=behind_proxy), 403, "origin_not_allowed"
+        )
+        assert "TRUSTED_PROXIES" in body["detail"] and f"http://{host}" in body["detail"], body["detail"]
+    relay = await untrusted.get(
+        "/v1/realtime?project=x",
+        headers={
+            **behind_proxy,
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert "TRUSTED_PROXIES" in (await assert_problem(relay, 403, "origin_not_allowed"))["detail"]
+    warnings = logs.events("config.proxy_not_trusted")
+    assert len(warnings) == 1, "logged once per process, not once per request"
+    assert warnings[0]["level"] == "warning" and "TRUSTED_PROXIES" in warnings[0]["hint"]
+    assert warnings[0]["forwarded_proto"] == "https"
+    assert await upstream_requests(emulator) == []
+
+    trusted = await service_factory(ALLOWED_ORIGINS="", TRUSTED_PROXIES="127.0.0.0/8")
+    host = f"{trusted.server.host}:{trusted.server.port}"
+    answer = await exchange(trusted, session_cookie, headers={**behind_proxy, "Origin": f"https://{host}"})
+    assert answer.status == 200
+
+
+async def test_other_refused_origins_say_what_was_compared(service, session_cookie, logs) -> None:
+    body = await assert_problem(
+        await exchange(service, session_cookie, headers={"Origin": "https://evil.example"}), 403, "origin_not_allowed"
+    )
+    assert "https://evil.example" in body["detail"] and "ALLOWED_ORIGINS" in body["detail"]
+    assert "TRUSTED_PROXIES" not in body["detail"]
+    long_origin = "https://" + "a" * 5000 + ".example"
+    body = await assert_problem(
+        await exchange(service, session_cookie, headers={"Origin": long_origin}), 403, "origin_not_allowed"
+    )
+    assert len(body["detail"]) < 400, "a caller's header is quoted only in part"
+    assert logs.events("config.proxy_not_trusted") == []
