@@ -27,7 +27,7 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
-const DEMO_START_TIMEOUT_MS = 20_000;
+const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 function onPath(name) {
@@ -64,7 +64,7 @@ export async function waitFor(what, check, { timeoutMs = 10_000, intervalMs = 50
   }
 }
 
-async function freePort() {
+export async function freePort() {
   const server = createServer();
   await new Promise((done, fail) => server.once('error', fail).listen(0, '127.0.0.1', done));
   const { port } = server.address();
@@ -78,42 +78,20 @@ process.once('exit', () => {
 });
 
 /**
- * `python -m service demo` on free ports; resolves once it printed "Press Ctrl+C".
- * Returns { baseUrl, emulatorUrl, control(path, body?), output(), stop() }.
+ * A child process of ours (Python from ../.venv), its output kept; resolves once `isReady(output)`
+ * holds (polled, may be async). Returns { child, output(), stop() }; every child is killed at exit.
  */
-export async function startDemo({ mode = 'cloud', env = {} } = {}) {
-  const [port, emulatorPort] = [await freePort(), await freePort()];
-  const child = spawn(
-    PYTHON,
-    ['-m', 'service', 'demo', '--port', String(port), '--emulator-port', String(emulatorPort), '--mode', mode],
-    {
-      cwd: REPO,
-      env: { ...process.env, LOG_LEVEL: 'warning', DRAIN_TIMEOUT_SECONDS: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+export async function startProcess(name, args, { env = {}, isReady, timeoutMs = START_TIMEOUT_MS } = {}) {
+  const child = spawn(PYTHON, args, { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
   const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
   exited.then(() => children.delete(child));
-
-  const demo = {
-    baseUrl: `http://127.0.0.1:${port}`,
-    emulatorUrl: `http://127.0.0.1:${emulatorPort}`,
+  const handle = {
+    child,
     output: () => output,
-    /** The emulator's control API: GET without a body, POST with one. */
-    async control(path, body) {
-      const response = await fetch(`${demo.emulatorUrl}/_emulator${path}`, {
-        method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(5_000),
-      });
-      if (!response.ok) throw new Error(`control ${path}: HTTP ${response.status}`);
-      return response.status === 204 ? null : response.json();
-    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
@@ -126,29 +104,65 @@ export async function startDemo({ mode = 'cloud', env = {} } = {}) {
   };
   try {
     await Promise.race([
-      waitFor('the demo to print "Press Ctrl+C"', () => output.includes('Press Ctrl+C'), {
-        timeoutMs: DEMO_START_TIMEOUT_MS,
-      }),
+      waitFor(`${name} to be ready`, () => isReady(output), { timeoutMs }),
       exited.then(({ code, signal }) => {
-        throw new Error(`the demo exited early (${code ?? signal}):\n${output}`);
+        throw new Error(`${name} exited early (${code ?? signal}):\n${output}`);
       }),
     ]);
   } catch (error) {
-    await demo.stop();
+    await handle.stop();
     throw error;
   }
-  return demo;
+  return handle;
 }
 
-/** Chromium with a fresh profile; `close()` removes both. */
-export async function startBrowser() {
+/** The emulator's control API at `emulatorUrl`: GET without a body, POST with one. */
+export function controlApi(emulatorUrl) {
+  return async function control(path, body) {
+    const response = await fetch(`${emulatorUrl}/_emulator${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(5_000),
+    });
+    if (!response.ok) throw new Error(`control ${path}: HTTP ${response.status}`);
+    return response.status === 204 ? null : response.json();
+  };
+}
+
+/**
+ * `python -m service demo` on free ports; resolves once it printed "Press Ctrl+C".
+ * `siteOnly` runs the demo app and the emulator without the service (`--site-only`).
+ * Returns { baseUrl, emulatorUrl, port, emulatorPort, control(path, body?), output(), stop() }.
+ */
+export async function startDemo({ mode = 'cloud', env = {}, siteOnly = false } = {}) {
+  const [port, emulatorPort] = [await freePort(), await freePort()];
+  const args = ['-m', 'service', 'demo', '--port', String(port), '--emulator-port', String(emulatorPort), '--mode', mode];
+  const demoProcess = await startProcess('the demo', siteOnly ? [...args, '--site-only'] : args, {
+    env: { LOG_LEVEL: 'warning', DRAIN_TIMEOUT_SECONDS: '1', ...env },
+    isReady: (output) => output.includes('Press Ctrl+C'),
+  });
+  const emulatorUrl = `http://127.0.0.1:${emulatorPort}`;
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    emulatorUrl,
+    port,
+    emulatorPort,
+    output: demoProcess.output,
+    control: controlApi(emulatorUrl),
+    stop: demoProcess.stop,
+  };
+}
+
+/** Chromium with a fresh profile; `close()` removes both. `args` are extra command-line flags. */
+export async function startBrowser({ args = [] } = {}) {
   const profile = await mkdtemp(join(tmpdir(), 'e2e-chromium-'));
   let context;
   try {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...args],
       timeout: 30_000,
     });
   } catch (error) {
@@ -212,6 +226,11 @@ export function record(page) {
   page.on('response', (response) => {
     const entry = { url: response.url(), method: response.request().method(), status: response.status(), at: Date.now(), body: undefined };
     responses.push(entry);
+    // Every header line as received (repeats kept: a browser refuses some of them).
+    entry.headersRead = response
+      .headersArray()
+      .then((lines) => (entry.headerLines = lines))
+      .catch(() => (entry.headerLines = []));
     // Redirects have no body to read; everything else is kept as text.
     entry.bodyRead = response
       .text()

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8080, help="the service's port (default 8080)")
     demo.add_argument("--emulator-port", type=int, default=8081, help="the emulator's port (default 8081)")
     demo.add_argument("--mode", choices=("cloud", "1.9", "1.8"), default="cloud", help="Appwrite to emulate")
+    demo.add_argument(
+        "--site-only",
+        action="store_true",
+        help="only the emulator and the demo app; run `token-exchange serve` beside it (DEMO_* variables: see README)",
+    )
     emulator = commands.add_parser("emulator", help="run the Appwrite emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         from service.demo import run_demo
 
         configure_logging(os.environ.get("LOG_LEVEL", "warning"), os.environ.get("LOG_FORMAT", "console"))
-        return asyncio.run(run_demo(args.port, args.emulator_port, args.mode))
+        return asyncio.run(run_demo(args.port, args.emulator_port, args.mode, site_only=args.site_only))
     return _emulator(args.host, args.port)
 
 

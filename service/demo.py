@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping
@@ -34,6 +35,15 @@ TUNABLE_SETTINGS = (
     "DRAIN_TIMEOUT_SECONDS",
 )
 PUBLISH_VARIABLE = "DEMO_PUBLISH_SECONDS"
+# With --site-only the demo plays the app and Appwrite of a real deployment, and the service runs
+# on its own (`token-exchange serve`) behind the same proxy; these say where the browser finds each.
+SITE_VARIABLES = {
+    "DEMO_PUBLIC_ORIGIN": "public_origin",
+    "DEMO_APPWRITE_PUBLIC_ENDPOINT": "browser_appwrite_endpoint",
+    "DEMO_TOKEN_URL": "token_url",
+    "DEMO_RELAY_ENDPOINT": "relay_endpoint",
+    "DEMO_COOKIE_DOMAIN": "cookie_domain",
+}
 
 
 def demo_settings(host: str, port: int, emulator_port: int, config: EmulatorConfig, env: Mapping[str, str]) -> Settings:
@@ -49,7 +59,20 @@ def demo_settings(host: str, port: int, emulator_port: int, config: EmulatorConf
     )
 
 
-async def run_demo(port: int, emulator_port: int, mode: str) -> int:
+def site_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """DemoSite fields from SITE_VARIABLES; ValueError names a variable that is not what it must be."""
+    overrides = {}
+    for variable, name in SITE_VARIABLES.items():
+        value = env.get(variable, "").strip()
+        if not value:
+            continue
+        if variable != "DEMO_COOKIE_DOMAIN" and not re.match(r"^(https?|wss?)://[^/?#]+(/[^?#]*)?$", value):
+            raise ValueError(f"{variable}: {value!r} is not an absolute http(s) or ws(s) URL")
+        overrides[name] = value.rstrip("/")
+    return overrides
+
+
+async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool = False) -> int:
     host = "127.0.0.1"
     env = os.environ
     config = EmulatorConfig(mode=mode)  # type: ignore[arg-type]
@@ -61,10 +84,12 @@ async def run_demo(port: int, emulator_port: int, mode: str) -> int:
     try:
         settings = demo_settings(host, port, emulator_port, config, env)
         publish_seconds = float(env.get(PUBLISH_VARIABLE) or 2.0)
+        overrides = site_overrides(env)
     except ValueError as error:  # SettingsError names the variable; float() names the bad value
         sys.stderr.write(f"token-exchange demo: configuration error: {error}\n")
         return 2
-    service = create_app(settings)
+    # The page alone, or the page on the service's own origin (the default, one process for all).
+    service = web.Application() if site_only else create_app(settings)
     setup_demo(
         service,
         DemoSite(
@@ -80,6 +105,7 @@ async def run_demo(port: int, emulator_port: int, mode: str) -> int:
             relay_revalidate_seconds=settings.relay_revalidate_seconds,
             relay_channels_allow=settings.relay_channels_allow,
             publish_interval_seconds=publish_seconds,
+            **overrides,
         ),
     )
     runners = [
@@ -93,6 +119,26 @@ async def run_demo(port: int, emulator_port: int, mode: str) -> int:
     await web.TCPSite(runners[0], host, emulator_port).start()
     await web.TCPSite(runners[1], host, port, shutdown_timeout=settings.drain_timeout_seconds).start()
 
+    if site_only:
+        sys.stdout.write(
+            f"Appwrite emulator ({mode}) on http://{host}:{emulator_port}/v1, the demo app on http://{host}:{port}\n"
+            f"(no token service in this process: run `token-exchange serve` beside it).\nPress Ctrl+C to stop.\n"
+        )
+    else:
+        _print_try_it(host, port, emulator_port, mode, settings, cookie_value)
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    for runner in reversed(runners):
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+    return 0
+
+
+def _print_try_it(host: str, port: int, emulator_port: int, mode: str, settings: Settings, cookie_value: str) -> None:
     url = f"http://{host}:{port}/v1/realtime/token"
     cookie = f"{settings.session_cookie_name}={cookie_value}"
     sys.stdout.write(
@@ -114,13 +160,3 @@ In a browser: http://{host}:{port}/ (sign in, watch live events; add ?via=relay 
 Press Ctrl+C to stop.
 """
     )
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    for runner in reversed(runners):
-        with contextlib.suppress(Exception):
-            await runner.cleanup()
-    return 0

@@ -28,6 +28,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from service.exchange import TOKEN_PATH
 from service.problems import ProblemError
 
 STATIC_DIR = Path(__file__).with_name("demo_static")
@@ -64,6 +65,13 @@ class DemoSite:
     relay_revalidate_seconds: float = 300.0
     relay_channels_allow: tuple[str, ...] = ()
     publish_interval_seconds: float = 2.0
+    # Where the page finds things, when the demo plays the app of a deployment behind a proxy
+    # (`token-exchange demo --site-only`). The defaults are this origin.
+    public_origin: str | None = None  # the page's origin as the browser sees it, e.g. https://app.example.com
+    browser_appwrite_endpoint: str | None = None  # Appwrite's /v1 as the browser reaches it
+    token_url: str = TOKEN_PATH
+    relay_endpoint: str | None = None  # the relay's wss://host/v1; None: this origin
+    cookie_domain: str | None = None  # Domain= of the session cookie (a parent domain for subdomains)
 
     @property
     def control_url(self) -> str:
@@ -238,7 +246,9 @@ async def page_config(request: web.Request) -> web.Response:
     body = {
         "project": site.project_id,
         "mode": site.mode,
-        "endpoint": browser_endpoint(site.appwrite_endpoint, request.url.host or ""),
+        "endpoint": site.browser_appwrite_endpoint or browser_endpoint(site.appwrite_endpoint, request.url.host or ""),
+        "tokenUrl": site.token_url,
+        "relayEndpoint": site.relay_endpoint,
         "signedIn": account is not None,
         "user": account,
         "demoUser": {"email": site.email, "password": site.password},
@@ -313,9 +323,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         site.cookie_name,
         secret,
         path="/",
+        domain=site.cookie_domain,
         httponly=True,
         samesite="Lax",
-        secure=request.secure,
+        secure=_served_over_https(request),
         max_age=_seconds_until(session.get("expire")),
     )
     return redirect
@@ -335,7 +346,9 @@ async def logout(request: web.Request) -> web.Response:
         except (aiohttp.ClientError, TimeoutError):
             raise ProblemError("upstream_unavailable", "Appwrite could not be reached.") from None
     answer = web.Response(status=204, headers=_NO_STORE)
-    answer.del_cookie(site.cookie_name, path="/", samesite="Lax", secure=request.secure)
+    answer.del_cookie(
+        site.cookie_name, path="/", domain=site.cookie_domain, samesite="Lax", secure=_served_over_https(request)
+    )
     return answer
 
 
@@ -369,10 +382,18 @@ def _seconds_until(expire: object) -> int | None:
     return seconds if seconds > 0 else None
 
 
+def _own_origin(request: web.Request) -> str:
+    return request.app[DEMO_SITE].public_origin or f"{request.scheme}://{request.host}"
+
+
+def _served_over_https(request: web.Request) -> bool:
+    return _own_origin(request).startswith("https://")
+
+
 def _check_same_origin(request: web.Request) -> None:
     """The demo's POST routes take calls from this origin only (a browser always sends Origin)."""
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/").lower() != f"{request.scheme}://{request.host}".lower():
+    if origin is not None and origin.rstrip("/").lower() != _own_origin(request).lower():
         raise ProblemError("origin_not_allowed", "The demo takes these calls from its own page only.")
     if origin is None and request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         raise ProblemError("origin_not_allowed", "The demo takes these calls from its own page only.")

@@ -51,6 +51,7 @@ async function main() {
   $(via === 'relay' ? 'via-relay' : 'via-jwt').classList.add('current');
   $('publish').addEventListener('click', publishNow);
   $('logout').addEventListener('click', signOut);
+  showTokenLife();
   setInterval(showTokenLife, 250);
 
   const channels = (params.get('channels') ?? `account,${config.publicChannel}`)
@@ -68,13 +69,14 @@ async function main() {
     // The unmodified SDK, pointed at this origin: the relay authenticates upstream with the
     // session from the cookie, so no credential reaches this page at all.
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    client.setEndpointRealtime(`${scheme}://${location.host}/v1`);
-    $('route').textContent = `relay: ${scheme}://${location.host}/v1/realtime (no token in the page)`;
+    const relayEndpoint = config.relayEndpoint ?? `${scheme}://${location.host}/v1`;
+    client.setEndpointRealtime(relayEndpoint);
+    $('route').textContent = `relay: ${relayEndpoint}/realtime (no token in the page)`;
     setStatus('relay', 'not used: the relay needs no token');
   } else {
-    $('route').textContent = `token route: POST /v1/realtime/token, socket to ${config.endpoint}`;
+    $('route').textContent = `token route: POST ${config.tokenUrl}, socket to ${config.endpoint}`;
     const { realtimeAuth } = await import('/demo/realtime-auth.js');
-    const options = { realtime, onStatus };
+    const options = { tokenUrl: config.tokenUrl, realtime, onStatus };
     const minRefresh = Number(params.get('minRefresh'));
     if (Number.isFinite(minRefresh) && minRefresh > 0) options.minRefreshIntervalSeconds = minRefresh;
     auth = realtimeAuth(client, options);
@@ -118,6 +120,12 @@ function onStatus(status, detail) {
       );
       $('auth-status').append(relayLink());
       realtime?.disconnect();
+      break;
+    case 'cookie':
+      // Appwrite shares the app's parent domain, so the session cookie rides on the handshake
+      // and authenticates the socket by itself; the helper removed the JWT and stopped.
+      tokenExpiresAt = null;
+      setStatus(status, 'authenticated by the Appwrite session cookie: the socket needs no JWT here');
       break;
     default:
       tokenExpiresAt = null;
