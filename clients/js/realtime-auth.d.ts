@@ -35,6 +35,15 @@ export interface StatusDetails {
   unsupported: { reason: 'server' | 'sdk'; sdkVersion?: string };
   /** Final: misconfiguration (403 csrf/origin, other 4xx, 'bad_response' for a 200 without a token). */
   error: { code: string; httpStatus?: number };
+  /**
+   * Final, and not a failure: Realtime is authenticated by the Appwrite session cookie; this
+   * service is not needed for this socket. The server refused a socket whose URL carried a JWT
+   * because a valid session cookie came with it (403 "JWT and cookie used in the same request",
+   * e.g. a parent-domain `a_session_<project>` cookie with Appwrite on a sibling host). The JWT
+   * is removed from the client (`setJWT('')`), so the SDK reconnects with the cookie alone;
+   * `ready()` resolves.
+   */
+  cookie: { reason: 'cookie-session' };
 }
 
 export type RealtimeAuthStatus = keyof StatusDetails;
@@ -84,11 +93,14 @@ export interface RealtimeAuthOptions {
 }
 
 export interface RealtimeAuth {
-  /** Resolves once the first JWT is set; rejects with RealtimeAuthError on a final status before that. */
+  /**
+   * Resolves once the first JWT is set, or on 'cookie' (the socket works without one); rejects
+   * with RealtimeAuthError on any other final status before that. Once settled, it stays so.
+   */
   ready(): Promise<void>;
   /** Fetch a new JWT now, unless one is in flight (joins it) or the server asked to wait (no-op). Never rejects. */
   refresh(): Promise<void>;
-  /** Stop refreshing; removes every timer and listener. Leaves the client's current JWT in place. */
+  /** Stop refreshing; removes every timer and listener. Leaves the client's current JWT in place (only 'cookie' removes it). */
   stop(): void;
   /** 'pending' until the first outcome, 'stopped' after stop(). */
   readonly status: RealtimeAuthStatus | 'pending' | 'stopped';

@@ -8,6 +8,8 @@
  * reconnects. This module therefore keeps a fresh JWT in the client at all times: it fetches
  * one before the page subscribes, refreshes it ahead of expiry, and again when the page
  * becomes visible, comes back online, or the server rejects the socket's JWT (error frame 401).
+ * If the server refuses the JWT because a valid Appwrite session cookie came with it, the cookie
+ * is all the socket needs: the JWT is removed and the helper stops (status 'cookie').
  *
  * The JWT is only ever handed to `client.setJWT()`: it is not kept in this module, written to
  * storage, logged, or put into a status detail or an error.
@@ -29,6 +31,10 @@ const FRAME_OF_INTEREST = /"type"\s*:\s*"(?:connected|error)"/;
 // Problem `code`s are echoed into status details only if they look like our stable codes, so an
 // unexpected body can never smuggle arbitrary text into the page's logs.
 const SAFE_CODE = /^[a-z0-9_]{1,64}$/;
+// Appwrite's `user_jwt_and_cookie_set` (403) has no machine-readable code on the socket, only
+// its message ("JWT and cookie used in the same request. ..."); other 403s (a blocked user, a
+// refused origin) must not match, so the code alone is not enough.
+const JWT_AND_COOKIE = /\bJWT and cookie\b/i;
 
 /**
  * Why `ready()` rejected: the helper reached a final state before a token was set.
@@ -63,6 +69,12 @@ export class RealtimeAuthError extends Error {
  *   authenticate Realtime with a JWT; final;
  * - 'error' `{code, httpStatus?}`: misconfiguration (403 csrf/origin, other 4xx, a 200 that is
  *   not a token); final.
+ * - 'cookie' `{reason: 'cookie-session'}`: the server refused a socket for carrying a JWT next
+ *   to a valid Appwrite session cookie (403 "JWT and cookie used in the same request"), so the
+ *   browser already sends that cookie to Appwrite and it authenticates Realtime on its own:
+ *   this service is not needed for this socket. The JWT is removed from the client
+ *   (`client.setJWT('')`) so the SDK's next reconnect opens without it; `ready()` resolves;
+ *   final.
  * After a final status every timer and listener is gone and nothing is fetched again.
  *
  * @param {import('./realtime-auth.js').JwtClient} client the Appwrite `Client` that the page subscribes with
@@ -163,7 +175,10 @@ export function realtimeAuth(client, options = {}) {
     for (const cleanup of cleanups.splice(0)) cleanup();
     if (final === 'stopped') status = 'stopped';
     else emit(final, detail);
-    rejectReady(new RealtimeAuthError(final, detail?.code, detail?.httpStatus));
+    // 'cookie' is not a failure: the socket works (through the cookie), so a page awaiting
+    // ready() may go on and subscribe. A ready() that already settled stays as it was.
+    if (final === 'cookie') resolveReady();
+    else rejectReady(new RealtimeAuthError(final, detail?.code, detail?.httpStatus));
   }
 
   /** One fetch at a time: concurrent callers share the attempt in flight. Never rejects. */
@@ -339,8 +354,9 @@ export function realtimeAuth(client, options = {}) {
   //   reconnect; it creates `client.realtime.socket` synchronously, so a listener added right
   //   after it returns sees every frame. stop() puts the original back.
   // Both are the same in `appwrite` 26.1.0 to 28.0.0; the tests drive 26.1.0 and the newest.
-  // A guest `connected` frame only means "unsupported" if that socket's URL carried a JWT
-  // (WebSocket.url): a socket opened before the first token is not the server's fault.
+  // A guest `connected` frame only means "unsupported", and a 403 "JWT and cookie" error frame
+  // only means "cookie", if that socket's URL carried a JWT (WebSocket.url): a socket opened
+  // before the first token is not the server's fault, nor about our JWT.
 
   /** @type {Map<any, () => void>} */
   const watched = new Map();
@@ -376,10 +392,27 @@ export function realtimeAuth(client, options = {}) {
         guestWithJwt = true;
         refreshNow();
       }
-    } else if (message?.type === 'error' && Number(message.data?.code) === 401) {
-      // The handshake's JWT was refused (expired, e.g. after the machine slept). The SDK
-      // reconnects in >= 1 s and will read whatever JWT the client holds by then.
-      refreshIfStale();
+    } else if (message?.type === 'error') {
+      const code = Number(message.data?.code);
+      const text = message.data?.message;
+      if (code === 401) {
+        // The handshake's JWT was refused (expired, e.g. after the machine slept). The SDK
+        // reconnects in >= 1 s and will read whatever JWT the client holds by then.
+        refreshIfStale();
+      } else if (
+        code === 403 &&
+        typeof text === 'string' &&
+        JWT_AND_COOKIE.test(text) &&
+        urlCarriesJwt(socket.url)
+      ) {
+        // The browser sends a valid Appwrite session cookie on the handshake (e.g. a
+        // parent-domain `a_session_<project>` cookie with Appwrite on a sibling host), and the
+        // server refuses a JWT next to it. Any JWT we set would loop the SDK on this refusal,
+        // so take it away: the SDK's next reconnect opens without `?jwt=` and the cookie
+        // authenticates it. Cleared before finish() so onStatus already sees a client without it.
+        client.setJWT('');
+        finish('cookie', { reason: 'cookie-session' });
+      }
     }
   }
 

@@ -106,6 +106,33 @@ test('a full life cycle keeps the JWT out of logs, statuses, errors and storage'
   assert.deepEqual(document.cookieWrites, [], 'no cookie written');
 });
 
+test('handing the socket over to the session cookie keeps the JWT out of the cookie status', async () => {
+  const { env, clock } = testEnv({ script: [tokenResponse(SECRET, 120)] });
+  const client = new Client().setEndpoint('https://appwrite.test/v1').setProject('proj');
+  const log = statusLog();
+  const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+  await auth.ready();
+  const unsubscribe = client.subscribe('account', () => {});
+  await until(() => FakeWebSocket.instances.length === 1);
+  const ws = FakeWebSocket.instances[0];
+  assert.equal(ws.jwtParam(), SECRET);
+  ws.serverOpen();
+  ws.serverSend({
+    type: 'error',
+    data: { code: 403, message: 'JWT and cookie used in the same request. Use either `setJWT` or `setCookie`.' },
+  });
+  await clock.advance(0);
+  unsubscribe();
+
+  assert.deepEqual(log.statuses(), ['authenticated', 'cookie']);
+  assert.deepEqual(log.events[1].detail, { reason: 'cookie-session' });
+  assert.equal(client.config.jwt, '', 'the JWT is gone from the client too');
+  assertNoSecret('status details', log.events);
+  assertNoSecret('the helper object', auth);
+  assertNoSecret('console output', printed.join('\n'));
+  assert.deepEqual(storageWrites, [], 'nothing written to web storage');
+});
+
 test('errors on the way to signed-out carry codes only', async () => {
   const { env } = testEnv({
     script: [

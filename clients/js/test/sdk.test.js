@@ -1,7 +1,8 @@
 // Against the real Appwrite web SDK (the devDependency), with a fake WebSocket playing the
 // Realtime server: the JWT reaches the socket URL before connect and on reconnect, guest
 // `connected` frames are detected through both of the SDK's Realtime APIs, and 401 error
-// frames trigger a refresh. The SDK's own timers are real (50 ms connect debounce, 1 s
+// frames trigger a refresh, and a 403 "JWT and cookie" frame hands the socket over to the
+// session cookie. The SDK's own timers are real (50 ms connect debounce, 1 s
 // reconnect); the helper's run on the fake clock. Everything runs twice: against the newest
 // SDK (`appwrite`) and the oldest supported one (`appwrite-oldest`, an alias of 26.1.0).
 import assert from 'node:assert/strict';
@@ -23,6 +24,17 @@ import {
 } from '../test-support/fakes.js';
 
 const ACCOUNT = { $id: 'user-1', name: 'Ada' };
+// Appwrite's `user_jwt_and_cookie_set`, as service/emulator/errors.py words it.
+const JWT_AND_COOKIE_FRAME = {
+  type: 'error',
+  data: {
+    code: 403,
+    message:
+      'JWT and cookie used in the same request. Use either `setJWT` or `setCookie`. Learn about ' +
+      'which authentication method to use in the SSR docs: ' +
+      'https://appwrite.io/docs/products/auth/server-side-rendering',
+  },
+};
 const teardown = [];
 let quiet;
 
@@ -56,6 +68,13 @@ for (const { Client, Realtime } of [newest, oldest]) {
     function connected(ws, user) {
       ws.serverOpen();
       ws.serverSend({ type: 'connected', data: { channels: ['account'], user } });
+    }
+
+    /** The server refuses the handshake with `frame`, then drops it (the browser sees 1006). */
+    function refuse(ws, frame = JWT_AND_COOKIE_FRAME) {
+      ws.serverOpen();
+      ws.serverSend(frame);
+      ws.serverClose(1006);
     }
 
     test('SDK version check: the installed SDK sends the JWT on Realtime (>= 26.1.0)', () => {
@@ -260,6 +279,144 @@ for (const { Client, Realtime } of [newest, oldest]) {
       ws.serverSend({ type: 'error', data: { code: 401, message: 'Token expired.' } });
       await clock.advance(0);
       assert.equal(net.calls.length, 1);
+    });
+
+    test('client.subscribe(): a 403 JWT-and-cookie frame drops the JWT for good (status cookie)', async () => {
+      const client = newClient();
+      const original = client.realtime.createSocket;
+      const { env, net, clock, document, window } = testEnv({ script: [tokenResponse('jwt-1', 120)] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const first = await socket(0);
+      assert.equal(first.jwtParam(), 'jwt-1');
+      refuse(first);
+      await clock.advance(0);
+      assert.deepEqual(log.events, [
+        { status: 'authenticated', detail: { userId: 'user-1', expiresIn: 120 } },
+        { status: 'cookie', detail: { reason: 'cookie-session' } },
+      ]);
+      assert.equal(auth.status, 'cookie');
+      assert.equal(client.config.jwt, '');
+      // The SDK's own reconnect (1 s) goes without `?jwt=`, so the cookie alone authenticates it.
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), null);
+      connected(second, ACCOUNT);
+      // Final: no timer, no listener, no SDK hook, and no fetch long past the refresh time.
+      assert.deepEqual(clock.pending(), []);
+      assert.equal(document.listenerCount('visibilitychange'), 0);
+      assert.equal(window.listenerCount('online'), 0);
+      assert.equal(client.realtime.createSocket, original);
+      document.dispatchEvent(new Event('visibilitychange'));
+      window.dispatchEvent(new Event('online'));
+      await auth.refresh();
+      await clock.advance(3 * 3600_000);
+      assert.equal(net.calls.length, 1);
+      assert.deepEqual(log.statuses(), ['authenticated', 'cookie']);
+      assert.equal(client.config.jwt, '');
+      await auth.ready(); // stays resolved
+    });
+
+    test('Realtime service and client.subscribe(): JWT-and-cookie frames on both sockets report cookie once', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120)] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const subscribed = realtime.subscribe(['account'], () => {});
+      const [a, b] = [await socket(0), await socket(1)];
+      assert.equal(a.jwtParam(), 'jwt-1');
+      assert.equal(b.jwtParam(), 'jwt-1');
+      refuse(a);
+      refuse(b);
+      await subscribed;
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'cookie']);
+      // Both APIs reconnect without the JWT.
+      const [c, d] = [await socket(2), await socket(3)];
+      assert.equal(c.jwtParam(), null);
+      assert.equal(d.jwtParam(), null);
+      await clock.advance(3 * 3600_000);
+      assert.equal(net.calls.length, 1);
+      assert.deepEqual(log.statuses(), ['authenticated', 'cookie']);
+    });
+
+    test('a JWT-and-cookie frame before the first token resolves ready(); the late token is not set', async () => {
+      const client = newClient();
+      client.setJWT('jwt-from-page'); // e.g. rendered into the page by the server
+      const realtime = new Realtime(client);
+      const gate = deferred();
+      const { env, net, clock } = testEnv({ script: [() => gate.promise] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      const subscribed = realtime.subscribe(['account'], () => {}); // without awaiting ready()
+      const first = await socket(0);
+      assert.equal(first.jwtParam(), 'jwt-from-page');
+      refuse(first);
+      await subscribed;
+      // ready() resolves: the socket works, through the cookie. (Polled, so that a ready() that
+      // never settles fails this test instead of stalling the whole run.)
+      let settled;
+      auth.ready().then(
+        () => (settled = 'resolved'),
+        () => (settled = 'rejected'),
+      );
+      await until(() => settled);
+      assert.equal(settled, 'resolved');
+      gate.resolve(tokenResponse('jwt-late'));
+      await clock.advance(3 * 3600_000);
+      assert.deepEqual(log.statuses(), ['cookie']);
+      assert.equal(client.config.jwt, '');
+      assert.equal((await socket(1)).jwtParam(), null);
+      assert.equal(net.calls.length, 1);
+    });
+
+    test('a 403 error frame with another message (blocked user) is not taken for the cookie', async () => {
+      const client = newClient();
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, onStatus: log.onStatus });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      const first = await socket(0);
+      refuse(first, { type: 'error', data: { code: 403, message: 'The current user has been blocked.' } });
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated']);
+      assert.equal(auth.status, 'authenticated');
+      assert.equal((await socket(1)).jwtParam(), 'jwt-1');
+      // Still refreshing as usual.
+      await clock.advance(60_000);
+      assert.equal(net.calls.length, 2);
+      assert.equal(client.config.jwt, 'jwt-2');
+    });
+
+    test('a JWT-and-cookie frame on a socket whose URL had no JWT is ignored', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const gate = deferred();
+      const { env, net, clock } = testEnv({ script: [() => gate.promise] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      const subscribed = realtime.subscribe(['account'], () => {}); // without awaiting ready()
+      const ws = await socket();
+      assert.equal(ws.jwtParam(), null);
+      refuse(ws);
+      await subscribed;
+      gate.resolve(tokenResponse('jwt-1'));
+      await auth.ready();
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated']);
+      assert.equal(client.config.jwt, 'jwt-1');
+      assert.equal(net.calls.length, 1);
+      assert.equal((await socket(1)).jwtParam(), 'jwt-1');
     });
 
     test('stop() restores the SDK and detaches from its sockets', async () => {

@@ -23,6 +23,10 @@ const auth: RealtimeAuth = realtimeAuth(client, {
     } else if (status === 'unsupported') {
       const reason: 'server' | 'sdk' = detail.reason;
       void reason;
+    } else if (status === 'cookie') {
+      // Realtime runs on the Appwrite session cookie; nothing left to do for this socket.
+      const reason: 'cookie-session' = detail.reason;
+      void reason;
     } else if (status === 'authenticated') {
       const seconds: number = detail.expiresIn;
       void seconds;
