@@ -1,15 +1,17 @@
 // The demo page. The session is in an httpOnly cookie that this script cannot read; Realtime is
 // authenticated either with short-lived JWTs from POST /v1/realtime/token, kept fresh by the
-// browser helper (realtime-auth.js), or by the relay (?via=relay), which holds no token at all.
+// browser helper (realtime-auth.js), or by the relay (?via=relay), which holds no token at all, or,
+// where Appwrite shares the app's parent domain and the session cookie reaches its Realtime
+// handshake, by that cookie alone (?via=cookie: no service involved).
 //
-// Page parameters: via=jwt|relay, channels=a,b (default: account and a public channel),
+// Page parameters: via=jwt|relay|cookie, channels=a,b (default: account and a public channel),
 // minRefresh=<seconds> (the helper's minRefreshIntervalSeconds, to watch refreshes quickly).
 //
 // What happens is also recorded in `window.demo`, which the end-to-end tests read.
 
 const MAX_ITEMS = 50;
 const params = new URLSearchParams(location.search);
-const via = params.get('via') === 'relay' ? 'relay' : 'jwt';
+const via = ['relay', 'cookie'].includes(params.get('via')) ? params.get('via') : 'jwt';
 const $ = (id) => document.getElementById(id);
 
 const demo = {
@@ -48,7 +50,7 @@ async function main() {
   $('user-name').textContent = config.user.name || config.user.email;
   $('user-id').textContent = config.user.id;
   showCookieCheck(config);
-  $(via === 'relay' ? 'via-relay' : 'via-jwt').classList.add('current');
+  $(`via-${via}`).classList.add('current');
   $('publish').addEventListener('click', publishNow);
   $('logout').addEventListener('click', signOut);
   showTokenLife();
@@ -73,6 +75,10 @@ async function main() {
     client.setEndpointRealtime(relayEndpoint);
     $('route').textContent = `relay: ${relayEndpoint}/realtime (no token in the page)`;
     setStatus('relay', 'not used: the relay needs no token');
+  } else if (via === 'cookie') {
+    // Appwrite reads its own session cookie on the handshake: nothing to fetch, nothing to set.
+    $('route').textContent = `the Appwrite session cookie: socket to ${config.endpoint} (no service involved)`;
+    setStatus('cookie', 'not used: the browser sends the session cookie to Appwrite itself');
   } else {
     $('route').textContent = `token route: POST ${config.tokenUrl}, socket to ${config.endpoint}`;
     const { realtimeAuth } = await import('/demo/realtime-auth.js');
@@ -152,7 +158,7 @@ function setStatus(status, text) {
 function showTokenLife() {
   const element = $('token-life');
   if (tokenExpiresAt === null) {
-    element.textContent = via === 'relay' ? 'none: the page never holds one' : '—';
+    element.textContent = via === 'jwt' ? '—' : 'none: the page never holds one';
     return;
   }
   const left = Math.round((tokenExpiresAt - performance.now()) / 1000);
