@@ -7,9 +7,12 @@
 #      the build context as .dockerignore leaves it, the same COPY lines and the same
 #      RUN line (deploy/build-venv.sh) into a fresh venv; then starts the image's CMD,
 #      runs its HEALTHCHECK, asks /readyz and /metrics, and checks the SIGTERM drain;
-#   3. renders every overlay, and every overlay with every ingress component, with
-#      kustomize (kubectl kustomize);
-#   4. validates each rendering against the Kubernetes JSON schemas in strict mode
+#   3. renders every overlay, and every overlay with every routing component (the Ingress
+#      ones in deploy/k8s/ingress/, the Gateway API HTTPRoute ones in deploy/k8s/gateway/),
+#      with kustomize (kubectl kustomize);
+#   4. validates each rendering: custom resources (HTTPRoute) against the JSON schemas
+#      vendored in deploy/checks/schemas/ (deploy/checks/validate_crds.py, jsonschema), and
+#      everything else against the Kubernetes JSON schemas in strict mode
 #      (kubernetes-validate), for the oldest and newest Kubernetes versions we target;
 #   5. checks that the manifests agree with each other, with the image and with the
 #      service's settings parser (deploy/checks/manifest_policy.py);
@@ -56,7 +59,8 @@ for tool in python kubectl kubernetes-validate hadolint shellcheck; do
     command -v "$tool" >/dev/null || fail "$tool is missing from the tools venv"
 done
 printf '%s\n' "$(kubectl version --client 2>/dev/null | tr '\n' ' ')" "$(hadolint --version)" \
-    "kubernetes-validate $(kubernetes-validate --version)" "$(shellcheck --version | sed -n 2p)"
+    "kubernetes-validate $(kubernetes-validate --version)" "$(shellcheck --version | sed -n 2p)" \
+    "jsonschema $(python -c 'from importlib.metadata import version; print(version("jsonschema"))')"
 
 # ---- lint -------------------------------------------------------------------------------
 step "lint: hadolint deploy/Dockerfile, shellcheck"
@@ -79,14 +83,18 @@ venv_python="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["
 # ---- render -----------------------------------------------------------------------------
 step "render with kustomize"
 k8s="$repo/deploy/k8s"
-renders=()        # "file|profile|ingress"
+renders=()        # "file|profile|component", component = none or <kind>/<topology>
 render() {        # render DIR OUT
     kubectl kustomize "$1" >"$2" 2>"$2.err" || { cat "$2.err" >&2; fail "kustomize could not render ${1#"$repo"/}"; }
     [[ -s "$2" ]] || fail "kustomize rendered nothing for ${1#"$repo"/}"
 }
 mapfile -t overlays < <(cd "$k8s/overlays" && find . -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sed 's|^\./||' | sort)
-mapfile -t ingresses < <(cd "$k8s/ingress" && find . -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sed 's|^\./||' | sort)
-(( ${#overlays[@]} > 0 && ${#ingresses[@]} > 0 )) || fail "no overlays or ingress components found"
+# Routing components: Ingress (deploy/k8s/ingress/*) and Gateway API HTTPRoute (deploy/k8s/gateway/*).
+mapfile -t components < <(cd "$k8s" && find ingress gateway -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sort)
+(( ${#overlays[@]} > 0 )) || fail "no overlays found"
+for kind in ingress gateway; do
+    printf '%s\n' "${components[@]}" | grep -q "^$kind/" || fail "no components found in deploy/k8s/$kind"
+done
 for overlay in "${overlays[@]}"; do
     case "$overlay" in
         single|ha) ;;
@@ -96,22 +104,27 @@ for overlay in "${overlays[@]}"; do
     render "$k8s/overlays/$overlay" "$out"
     renders+=("$out|$overlay|none")
     echo "overlays/$overlay"
-    for ingress in "${ingresses[@]}"; do
-        grep -q '^kind: Component' "$k8s/ingress/$ingress/kustomization.yaml" \
-            || fail "ingress/$ingress must be a kustomize Component"
-        combo="$work/combo-$overlay-$ingress"
+    for component in "${components[@]}"; do
+        case "$component" in
+            ingress/same-host|ingress/subdomain|gateway/same-host|gateway/subdomain) ;;
+            *) fail "component '$component' has no policy profile: add it to deploy/check.sh and manifest_policy.py" ;;
+        esac
+        grep -q '^kind: Component' "$k8s/$component/kustomization.yaml" \
+            || fail "$component must be a kustomize Component"
+        flat="${component//\//-}"
+        combo="$work/combo-$overlay-$flat"
         mkdir -p "$combo"
         rel="$(realpath --relative-to="$combo" "$k8s")"   # kustomize refuses absolute paths
         cat >"$combo/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: ["$rel/overlays/$overlay"]
-components: ["$rel/ingress/$ingress"]
+components: ["$rel/$component"]
 EOF
-        out="$work/render-$overlay+$ingress.yaml"
+        out="$work/render-$overlay+$flat.yaml"
         render "$combo" "$out"
-        renders+=("$out|$overlay|$ingress")
-        echo "overlays/$overlay + ingress/$ingress"
+        renders+=("$out|$overlay|$component")
+        echo "overlays/$overlay + $component"
     done
 done
 
@@ -123,34 +136,69 @@ sed -n '/^# my-overlay\/kustomization.yaml/,/^```/p' "$repo/docs/deploy.md" | se
     >"$example/my-overlay/kustomization.yaml"
 [[ -s "$example/my-overlay/kustomization.yaml" ]] || fail "docs/deploy.md lost its my-overlay example"
 render "$example/my-overlay" "$work/render-docs-example.yaml"
-renders+=("$work/render-docs-example.yaml|ha|same-host")
+renders+=("$work/render-docs-example.yaml|ha|ingress/same-host")
 echo "docs/deploy.md example (ha + same-host)"
 
+# The Gateway API example in docs/deploy.md (components and patches, indented in a list),
+# on top of ha in a namespace of its own.
+gw_example="$work/docs-gateway-example"
+mkdir -p "$gw_example/my-overlay"
+ln -s "$repo" "$gw_example/appwrite-token-exchange"
+{
+    printf '%s\n' "apiVersion: kustomize.config.k8s.io/v1beta1" "kind: Kustomization" "namespace: realtime" \
+        "resources: [../appwrite-token-exchange/deploy/k8s/overlays/ha]"
+    # shellcheck disable=SC2016 # backticks are literal Markdown here
+    sed -n '/^### Gateway API (HTTPRoute)/,/^### [^G]/p' "$repo/docs/deploy.md" \
+        | sed -n '/^  ```yaml$/,/^  ```$/p' | sed '1d;$d;s/^  //'
+} >"$gw_example/my-overlay/kustomization.yaml"
+grep -q '^components:' "$gw_example/my-overlay/kustomization.yaml" \
+    || fail "docs/deploy.md lost its Gateway API example (a yaml block under '### Gateway API (HTTPRoute)')"
+render "$gw_example/my-overlay" "$work/render-docs-gateway-example.yaml"
+renders+=("$work/render-docs-gateway-example.yaml|ha|gateway/same-host")
+echo "docs/deploy.md Gateway API example (ha + gateway/same-host)"
+
 # ---- validate ---------------------------------------------------------------------------
-step "validate against the Kubernetes schemas (kubernetes-validate --strict; ${k8s_versions[0]} and newest)"
+step "validate (custom resources: deploy/checks/schemas with jsonschema; the rest: kubernetes-validate --strict, ${k8s_versions[0]} and newest)"
+schemas="$repo/deploy/checks/schemas"
+self_tested=""
 for entry in "${renders[@]}"; do
     file="${entry%%|*}"
+    # The Gateway API's HTTPRoute is a custom resource, for which kubernetes-validate has no
+    # schema: validate_crds.py checks such documents against the vendored schemas and
+    # writes the other documents to $core for kubernetes-validate.
+    core="${file%.yaml}.core.yaml"
+    custom="$(python "$repo/deploy/checks/validate_crds.py" "$file" --schemas "$schemas" --rest "$core")" \
+        || fail "$(basename "$file"): a custom resource does not validate against deploy/checks/schemas"
+    if [[ "$custom" != none && -z "$self_tested" ]]; then
+        # Once: broken copies of the custom resources must be rejected (the schemas bite).
+        python "$repo/deploy/checks/validate_crds.py" "$file" --schemas "$schemas" --self-test \
+            || fail "the vendored schemas accept broken documents (validate_crds.py --self-test)"
+        self_tested=1
+    fi
     for version in "${k8s_versions[@]}"; do
         args=(--strict --quiet)
         [[ -n "$version" ]] && args+=(-k "$version")
         # --quiet prints only warnings and failures; a warning (such as a kind without a
         # schema, i.e. a misspelt kind or apiVersion) fails the check too.
-        if ! report="$(kubernetes-validate "${args[@]}" "$file" 2>&1)" || [[ -n "$report" ]]; then
+        if ! report="$(kubernetes-validate "${args[@]}" "$core" 2>&1)" || [[ -n "$report" ]]; then
             printf '%s\n' "$report" >&2
             fail "$(basename "$file") does not validate against Kubernetes ${version:-newest}"
         fi
     done
-    echo "${file##*/render-}: $(grep -c '^kind:' "$file") resources valid"
+    line="${file##*/render-}: $(grep -c '^kind:' "$file") resources valid"
+    [[ "$custom" == none ]] || line+=" ($custom against deploy/checks/schemas)"
+    echo "$line"
 done
+[[ -n "$self_tested" ]] || fail "no rendering has a custom resource: the gateway components went unchecked"
 
 # ---- policy -----------------------------------------------------------------------------
 step "manifest policy (deploy/checks/manifest_policy.py)"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r file profile ingress <<<"$entry"
-    python "$repo/deploy/checks/manifest_policy.py" "$file" --profile "$profile" --ingress "$ingress" \
+    IFS='|' read -r file profile component <<<"$entry"
+    python "$repo/deploy/checks/manifest_policy.py" "$file" --profile "$profile" --ingress "$component" \
         --image "$work/image.json" --settings-python "$venv_python" \
-        || fail "policy: $profile + $ingress"
-    echo "$profile + $ingress: ok"
+        || fail "policy: $profile + $component"
+    echo "$profile + $component: ok"
 done
 
 # ---- docs -------------------------------------------------------------------------------

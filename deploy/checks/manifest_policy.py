@@ -4,16 +4,20 @@ Schema validity is kubernetes-validate's job; this checks that the pieces agree 
 each other, with deploy/Dockerfile and with the service's own settings parser:
 probes, ports, the restricted security context, the drain budget, the ConfigMap,
 the Secret references, and per topology the replicas, HPA, PDB, NetworkPolicy and
-Ingress. Usage:
+the Ingress or the Gateway API HTTPRoute. Usage:
 
-    manifest_policy.py RENDERED.yaml --profile single|ha --ingress none|same-host|subdomain
+    manifest_policy.py RENDERED.yaml --profile single|ha
+        --ingress none|ingress/same-host|ingress/subdomain|gateway/same-host|gateway/subdomain
         [--image IMAGE_SUMMARY.json] [--settings-python VENV_PYTHON]
+
+(--ingress same-host and subdomain alone mean the ingress/ components.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +28,11 @@ import yaml
 SECRET_KEYS = ("APPWRITE_JWT_SECRET", "REDIS_URL", "STATE_HASH_KEY")
 SECRET_NAME = "token-exchange-secrets"  # noqa: S105 - a Secret object's name, not a secret
 PUBLIC_PATH = "/v1/realtime"
+# Paths that must reach the service from outside, and paths that must not.
+ROUTED_PATHS = (PUBLIC_PATH, f"{PUBLIC_PATH}/token")
+INTERNAL_PATHS = ("/livez", "/readyz", "/metrics", "/")
+GATEWAY_API = "gateway.networking.k8s.io"
+COMPONENTS = ("none", "ingress/same-host", "ingress/subdomain", "gateway/same-host", "gateway/subdomain")
 DEFAULT_DRAIN_SECONDS = 20.0
 # WebSocket idle timeouts shorter than this would cut quiet relayed sockets.
 MIN_WEBSOCKET_TIMEOUT_SECONDS = 300
@@ -235,6 +244,8 @@ def check_ha(
         http = container_port(c, "http")
         for rule in spec.get("ingress", []):
             p.check(rule.get("from"), "every ingress rule must name its peers")
+            for peer in rule.get("from", []):
+                p.check(narrow_peer(peer), f"ingress peer {peer} admits more than the proxy's pods")
             p.check(
                 [q.get("port") for q in rule.get("ports", [])] in ([http], ["http"]),
                 "ingress may only reach the http port",
@@ -246,14 +257,174 @@ def check_ha(
         p.check(egress == wanted, f"egress must be exactly DNS, Appwrite 443 and Redis 6379, got {sorted(egress)}")
 
 
+def selector_set(selector: dict[str, Any] | None) -> bool:
+    return bool(selector and (selector.get("matchLabels") or selector.get("matchExpressions")))
+
+
+def narrow_peer(peer: dict[str, Any]) -> bool:
+    """A NetworkPolicy peer that names the proxy's pods, not a whole namespace or every pod.
+
+    An ipBlock is taken as narrow (some data planes, e.g. node-level proxies, have no pod to
+    select); a podSelector must select by labels, and a namespaceSelector, when present, too
+    (an empty one means every namespace).
+    """
+    if "ipBlock" in peer:
+        return len(peer) == 1
+    if "namespaceSelector" in peer and not selector_set(peer["namespaceSelector"]):
+        return False
+    return selector_set(peer.get("podSelector"))
+
+
+def gateway_duration_seconds(value: str) -> float | None:
+    """Gateway API Duration ("1h", "90s", "1m30s", "500ms") in seconds; None if malformed."""
+    parts = re.findall(r"([0-9]{1,5})(h|ms|m|s)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(int(n) * scale[u] for n, u in parts)
+
+
+def path_routed(path: str, matches: list[dict[str, Any]]) -> bool:
+    """Whether any HTTPRoute match could send PATH to the backend (Gateway API semantics:
+    PathPrefix matches whole path elements, a missing path is PathPrefix "/", and a regular
+    expression is assumed to match anything)."""
+    for match in matches:
+        kind = dig(match, "path", "type", default="PathPrefix")
+        value = dig(match, "path", "value", default="/")
+        if kind == "Exact" and path == value:
+            return True
+        if kind == "PathPrefix":
+            prefix = value.rstrip("/")
+            if not prefix or path == prefix or path.startswith(prefix + "/"):
+                return True
+        if kind not in ("Exact", "PathPrefix"):
+            return True
+    return False
+
+
+def check_origins(hosts: list[str], config: dict[str, str], topology: str, kind: str, p: Problems) -> None:
+    """Same host: no ALLOWED_ORIGINS. Subdomain: the app's exact https origins, on other hosts of
+    the same site as the route's hosts (so SameSite cookies still reach the service)."""
+    origins = [o.strip() for o in config.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
+    if topology == "same-host":
+        p.check(not origins, "same-host needs no ALLOWED_ORIGINS: the page and the service share an origin")
+        return
+    p.check(origins, "subdomain needs ALLOWED_ORIGINS (the app's exact origin)")
+    for origin in origins:
+        scheme, _, host = origin.partition("://")
+        p.check(
+            scheme == "https" and host and "/" not in host and host not in hosts,
+            f"{origin} must be the app's https origin, not the service's host",
+        )
+        site = ".".join(host.split(".")[-2:])
+        p.check(
+            all(h == site or h.endswith("." + site) for h in hosts),
+            f"the {kind} hosts {hosts} must be on the same site as {origin} (*.{site}), or the cookie is third-party",
+        )
+
+
+def check_routing(
+    docs: list[dict[str, Any]], svc: dict[str, Any] | None, config: dict[str, str], component: str, p: Problems
+) -> None:
+    ingresses = [d for d in docs if d.get("kind") == "Ingress"]
+    routes = [d for d in docs if d.get("kind") == "HTTPRoute"]
+    kind, _, topology = component.partition("/")
+    p.check(not ingresses or kind == "ingress", "no Ingress expected")
+    p.check(not routes or kind == "gateway", "no HTTPRoute expected")
+    if kind == "none":
+        return
+    p.check(
+        config.get("TRUSTED_PROXIES", "").strip(),
+        "behind a proxy TRUSTED_PROXIES must name its addresses (client IPs and the same-host origin check)",
+    )
+    if kind == "ingress":
+        check_ingress(docs, svc, config, topology, p)
+    else:
+        check_httproute(docs, svc, config, topology, p)
+
+
+def check_httproute(
+    docs: list[dict[str, Any]], svc: dict[str, Any] | None, config: dict[str, str], topology: str, p: Problems
+) -> None:
+    route = only(docs, "HTTPRoute", p)
+    if not route:
+        return
+    p.check(route["apiVersion"] == f"{GATEWAY_API}/v1", f"the HTTPRoute must be {GATEWAY_API}/v1")
+    spec = route.get("spec", {})
+
+    parents = spec.get("parentRefs", [])
+    p.check(parents, "the HTTPRoute must attach to a Gateway (parentRefs)")
+    for ref in parents:
+        p.check(
+            ref.get("group", GATEWAY_API) == GATEWAY_API and ref.get("kind", "Gateway") == "Gateway",
+            f"parentRef {ref.get('name')} must be a Gateway",
+        )
+        p.check(
+            ref.get("sectionName"),
+            f"parentRef {ref.get('name')} must name the Gateway's HTTPS listener (sectionName): without it the "
+            "route attaches to every listener, plain HTTP included, and the session cookie is Secure",
+        )
+
+    hosts = spec.get("hostnames", [])
+    p.check(hosts, "the HTTPRoute needs hostnames: without them it serves every host of the listener")
+    p.check(all("*" not in h for h in hosts), "wildcard hostnames: the origin checks need the exact host")
+
+    rules = spec.get("rules", [])
+    p.check(rules, "the HTTPRoute needs explicit rules: the default rule is PathPrefix / (every path)")
+    svc_name = dig(svc, "metadata", "name")
+    svc_ports = {q.get("port") for q in dig(svc, "spec", "ports", default=[])}
+    matches: list[dict[str, Any]] = []
+    for rule in rules:
+        rule_matches = rule.get("matches", [])
+        p.check(rule_matches, "every HTTPRoute rule needs matches: without them it matches PathPrefix / (every path)")
+        matches += rule_matches or [{}]
+        found = [
+            (dig(m, "path", "type", default="PathPrefix"), dig(m, "path", "value", default="/")) for m in rule_matches
+        ]
+        p.check(
+            found == [("PathPrefix", PUBLIC_PATH)],
+            f"the HTTPRoute must route exactly {PUBLIC_PATH} (PathPrefix): the token path and the relay, "
+            f"not /metrics; got {found}",
+        )
+        backends = rule.get("backendRefs", [])
+        p.check(backends, "every HTTPRoute rule needs a backendRef")
+        filters = [f.get("type") for f in rule.get("filters", [])]
+        filters += [f.get("type") for b in backends for f in b.get("filters", [])]
+        p.check(
+            not {"URLRewrite", "RequestRedirect"} & set(filters),
+            "no URLRewrite/RequestRedirect: the service serves /v1/realtime as is, and a rewrite could reach /metrics",
+        )
+        p.check("CORS" not in filters, "CORS belongs to the service (ALLOWED_ORIGINS), not an HTTPRoute filter")
+        for backend in backends:
+            p.check(
+                backend.get("group", "") == "" and backend.get("kind", "Service") == "Service",
+                "the HTTPRoute backend must be a Service",
+            )
+            p.check(svc_name and backend.get("name") == svc_name, "the HTTPRoute backend is not the Service")
+            p.check(
+                "namespace" not in backend,
+                "the HTTPRoute backend must be in the route's namespace (no cross-namespace ReferenceGrant)",
+            )
+            p.check(
+                backend.get("port") in svc_ports,
+                f"the HTTPRoute backend port {backend.get('port')} is not a port of the Service {sorted(svc_ports)}",
+            )
+        for key, value in rule.get("timeouts", {}).items():
+            seconds = gateway_duration_seconds(str(value))
+            p.check(
+                seconds is not None and (seconds == 0 or seconds >= MIN_WEBSOCKET_TIMEOUT_SECONDS),
+                f"timeouts.{key} {value} would cut relayed WebSockets: leave it unset, or an hour, or 0s",
+            )
+    for path in ROUTED_PATHS:
+        p.check(path_routed(path, matches), f"the HTTPRoute does not route {path}")
+    for path in INTERNAL_PATHS:
+        p.check(not path_routed(path, matches), f"the HTTPRoute routes {path}, which must stay in-cluster")
+    check_origins(hosts, config, topology, "HTTPRoute", p)
+
+
 def check_ingress(
     docs: list[dict[str, Any]], svc: dict[str, Any] | None, config: dict[str, str], topology: str, p: Problems
 ) -> None:
-    ingresses = [d for d in docs if d.get("kind") == "Ingress"]
-    origins = [o for o in config.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
-    if topology == "none":
-        p.check(not ingresses, "no Ingress expected")
-        return
     ing = only(docs, "Ingress", p)
     if not ing:
         return
@@ -284,28 +455,26 @@ def check_ingress(
             p.check(port.get("name", port.get("number")) in svc_ports, "the Ingress backend port is not a Service port")
     tls_hosts = {h for t in dig(ing, "spec", "tls", default=[]) for h in t.get("hosts", [])}
     p.check(hosts and set(hosts) <= tls_hosts, "every Ingress host needs TLS (Secure cookies)")
-    if topology == "same-host":
-        p.check(not origins, "same-host needs no ALLOWED_ORIGINS: the page and the service share an origin")
-    else:
-        p.check(origins, "subdomain needs ALLOWED_ORIGINS (the app's exact origin)")
-        for origin in origins:
-            p.check(
-                origin.startswith("https://") and origin.split("://", 1)[1] not in hosts,
-                f"{origin} must be the app's https origin, not the service's host",
-            )
+    check_origins(hosts, config, topology, "Ingress", p)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rendered", type=Path)
     parser.add_argument("--profile", choices=("single", "ha"), required=True)
-    parser.add_argument("--ingress", choices=("none", "same-host", "subdomain"), default="none")
+    parser.add_argument(
+        "--ingress",
+        choices=(*COMPONENTS, "same-host", "subdomain"),
+        default="none",
+        help="the routing component rendered in, as deploy/k8s/<kind>/<topology>",
+    )
     parser.add_argument("--image", type=Path, help="the JSON summary from emulate_build.py")
     parser.add_argument("--settings-python", help="an interpreter that can import the service")
     args = parser.parse_args()
+    component = args.ingress if "/" in args.ingress or args.ingress == "none" else f"ingress/{args.ingress}"
     docs = [d for d in yaml.safe_load_all(args.rendered.read_text()) if d]
     image = json.loads(args.image.read_text()) if args.image else None
-    p = Problems(f"{args.profile}+{args.ingress}")
+    p = Problems(f"{args.profile}+{component}")
     deploy = only(docs, "Deployment", p)
     if deploy:
         labels, c, config = check_deployment(docs, deploy, image, p)
@@ -319,7 +488,7 @@ def main() -> int:
             p.check("REDIS_URL" not in {e["name"] for e in c.get("env", [])}, "single runs on memory state")
         else:
             check_ha(docs, deploy, labels, c, p)
-        check_ingress(docs, svc, config, args.ingress, p)
+        check_routing(docs, svc, config, component, p)
         if args.settings_python:
             check_settings(args.settings_python, config, {e["name"]: e for e in c.get("env", [])}, p)
     for item in p.items:
