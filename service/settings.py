@@ -54,6 +54,18 @@ class Settings:
     relay_channels_allow: tuple[str, ...] = ()
     relay_revalidate_seconds: float = 300.0
     relay_max_sockets: int = 10_000
+    # Per-caller shares of the relay's sockets, so one caller cannot take every slot.
+    relay_max_sockets_per_user: int = 20
+    relay_max_sockets_per_session: int = 10
+    relay_max_sockets_per_ip: int = 100
+    # What a request may cost before it is authenticated: time to send its headers and body,
+    # and the bytes of all its header lines together.
+    request_read_timeout_seconds: float = 10.0
+    max_request_header_bytes: int = 64 * 1024
+    # IPv6 clients are limited per network of this prefix length (one host usually owns a /64).
+    ipv6_prefix_length: int = 64
+    # Entries the in-memory state keeps at most (limit windows and caches together).
+    memory_state_max_entries: int = 100_000
 
     @property
     def jwt_url(self) -> str:
@@ -104,6 +116,13 @@ class Settings:
             relay_channels_allow=reader.patterns("RELAY_CHANNELS_ALLOW"),
             relay_revalidate_seconds=reader.number("RELAY_REVALIDATE_SECONDS", 300.0, 1.0, 86_400.0),
             relay_max_sockets=reader.integer("RELAY_MAX_SOCKETS", 10_000, 1, 1_000_000),
+            relay_max_sockets_per_user=reader.integer("RELAY_MAX_SOCKETS_PER_USER", 20, 1, 1_000_000),
+            relay_max_sockets_per_session=reader.integer("RELAY_MAX_SOCKETS_PER_SESSION", 10, 1, 1_000_000),
+            relay_max_sockets_per_ip=reader.integer("RELAY_MAX_SOCKETS_PER_IP", 100, 1, 1_000_000),
+            request_read_timeout_seconds=reader.number("REQUEST_READ_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
+            max_request_header_bytes=reader.integer("MAX_REQUEST_HEADER_BYTES", 64 * 1024, 8 * 1024, 1024 * 1024),
+            ipv6_prefix_length=reader.integer("IPV6_PREFIX_LENGTH", 64, 1, 128),
+            memory_state_max_entries=reader.integer("MEMORY_STATE_MAX_ENTRIES", 100_000, 100, 100_000_000),
         )
 
 

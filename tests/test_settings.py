@@ -25,6 +25,12 @@ def test_defaults() -> None:
     assert settings.log_format == "json"
     assert settings.drain_timeout_seconds == 20.0
     assert settings.jwt_url == "https://cloud.appwrite.io/v1/account/jwts"
+    assert (settings.relay_max_sockets_per_user, settings.relay_max_sockets_per_session) == (20, 10)
+    assert settings.relay_max_sockets_per_ip == 100
+    assert settings.request_read_timeout_seconds == 10.0
+    assert settings.max_request_header_bytes == 64 * 1024
+    assert settings.ipv6_prefix_length == 64
+    assert settings.memory_state_max_entries == 100_000
 
 
 def test_redis_needs_a_shared_hash_key() -> None:
@@ -83,6 +89,13 @@ def test_secrets_stay_out_of_repr() -> None:
         ("CIRCUIT_COOLDOWN_SECONDS", "0"),
         ("RELAY_REVALIDATE_SECONDS", "0.1"),
         ("RELAY_MAX_SOCKETS", "0"),
+        ("RELAY_MAX_SOCKETS_PER_USER", "0"),
+        ("RELAY_MAX_SOCKETS_PER_SESSION", "many"),
+        ("RELAY_MAX_SOCKETS_PER_IP", "-1"),
+        ("REQUEST_READ_TIMEOUT_SECONDS", "0"),
+        ("MAX_REQUEST_HEADER_BYTES", "1024"),
+        ("IPV6_PREFIX_LENGTH", "129"),
+        ("MEMORY_STATE_MAX_ENTRIES", "10"),
     ],
 )
 def test_bad_values_name_their_variable(variable: str, value: str) -> None:
