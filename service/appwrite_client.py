@@ -16,6 +16,12 @@ from service.problems import ProblemError
 from service.settings import Settings
 
 UNAVAILABLE_RETRY_AFTER = "5"
+# The most the service reads of one Appwrite answer (error answers included). A JWT answer is
+# about 0.5 KB. The largest answer it asks for is the Account model (GET /account, for the relay),
+# and the bulk of that is the user's prefs, which Appwrite refuses above 64 KB. 256 KiB leaves that
+# model room four times over, and means a misbehaving or hostile endpoint costs at most this much
+# memory per call in flight (UPSTREAM_MAX_CONCURRENCY bounds those), not whatever it sends.
+MAX_UPSTREAM_BODY_BYTES = 256 * 1024
 
 # Appwrite error `type` -> our problem code, for the statuses where the type decides.
 _ERROR_TYPES = {
@@ -108,8 +114,17 @@ class AppwriteClient:
             async with self._http.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                raw = await response.read()
+                raw = await read_capped(response)
                 elapsed = time.perf_counter() - started
+                if raw is None:
+                    # Counted as a failure of Appwrite by the circuit breaker, as any unusable answer is.
+                    raise UpstreamError(
+                        "upstream_bad_response",
+                        f"Appwrite's answer ({response.status}) is larger than {MAX_UPSTREAM_BODY_BYTES // 1024} KiB.",
+                        response.status,
+                        None,
+                        elapsed,
+                    )
                 if response.status >= 300:
                     raise_for_answer(response.status, response.headers, raw, elapsed)
                 return response.status, raw, elapsed
@@ -126,6 +141,26 @@ class AppwriteClient:
                 UNAVAILABLE_RETRY_AFTER,
                 time.perf_counter() - started,
             ) from None
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int = MAX_UPSTREAM_BODY_BYTES) -> bytes | None:
+    """The answer's body, or None when it is longer than `limit` bytes.
+
+    At most `limit` + 1 bytes are read: a declared Content-Length over the limit is refused before
+    reading, and an answer that goes on past it (chunked, or lying) is cut there. Either way the
+    connection is closed, not drained into the pool: the rest is never read.
+    """
+    if response.content_length is not None and response.content_length > limit:
+        response.close()
+        return None
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await response.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    response.close()
+    return None
 
 
 def raise_for_answer(status: int, headers: Mapping[str, str], raw: bytes, elapsed: float | None) -> NoReturn:
@@ -182,8 +217,8 @@ async def probe_version(http: aiohttp.ClientSession, endpoint: str, seconds: flo
     try:
         async with asyncio.timeout(seconds):
             async with http.get(f"{endpoint}/health/version", allow_redirects=False) as response:
-                body = await response.json(content_type=None)
-    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+                raw = await read_capped(response)
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return None
-    version = body.get("version") if isinstance(body, dict) else None
+    version = _json_field(raw, "version") if raw is not None else None
     return version if isinstance(version, str) else None

@@ -188,3 +188,85 @@ async def test_other_refused_origins_say_what_was_compared(service, session_cook
     )
     assert len(body["detail"]) < 400, "a caller's header is quoted only in part"
     assert logs.events("config.proxy_not_trusted") == []
+
+
+def test_client_ip_is_canonical_whatever_the_spelling() -> None:
+    import ipaddress
+    from unittest.mock import Mock
+
+    from service.security import client_ip
+
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+
+    def seen(remote: str, forwarded: str | None = None) -> str:
+        headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+        return client_ip(Mock(remote=remote, headers=headers), proxies)
+
+    assert seen("2001:0DB8:0:0::1") == "2001:db8::1"
+    # A dual-stack socket reports an IPv4 peer IPv4-mapped; it is still that IPv4 address, and trusted as one.
+    assert seen("::ffff:203.0.113.9") == "203.0.113.9"
+    assert seen("::ffff:10.0.0.2", "198.51.100.7") == "198.51.100.7"
+    assert seen("fe80::1%eth0") == "fe80::1"
+    for spelling in ("2001:0db8:0000::0001", "::ffff:2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:5123"):
+        expected = "2001:db8::1" if spelling != "::ffff:2001:db8::1" else "10.0.0.2"
+        assert seen("10.0.0.2", spelling) == expected, spelling
+    assert seen("10.0.0.2", "::ffff:198.51.100.7, 10.0.0.9") == "198.51.100.7"
+    assert seen("10.0.0.2", "198.51.100.7:5123") == "198.51.100.7"
+    # Junk, wherever it is, means the chain is not believed: the peer is the client.
+    for junk in ("[2001:db8::1]x", "[2001:db8::1", "198.51.100.7:http", "host.example:80", "1.1.1.1, nope"):
+        assert seen("10.0.0.2", junk) == "10.0.0.2", junk
+
+
+def test_limit_key_groups_ipv6_by_prefix_and_keeps_ipv4_addresses() -> None:
+    from service.security import limit_key_for_ip
+
+    assert limit_key_for_ip("2001:db8:1:2:aaaa::1", 64) == "2001:db8:1:2::/64"
+    assert limit_key_for_ip("2001:0db8:0001:0002:ffff:ffff:ffff:ffff", 64) == "2001:db8:1:2::/64"
+    assert limit_key_for_ip("2001:db8:1:2:aaaa::1", 48) == "2001:db8:1::/48"
+    assert limit_key_for_ip("2001:db8:1:2:aaaa::1", 128) == "2001:db8:1:2:aaaa::1"
+    assert limit_key_for_ip("2001:db8:1:3::1", 64) != limit_key_for_ip("2001:db8:1:2::1", 64)
+    assert limit_key_for_ip("203.0.113.9", 64) == "203.0.113.9"
+    assert limit_key_for_ip("::ffff:203.0.113.9", 64) == "203.0.113.9"
+    assert limit_key_for_ip("unknown", 64) == "unknown"
+
+
+async def test_ipv6_clients_are_limited_per_network(service_factory, session_cookie, logs) -> None:
+    """Eight addresses of one /64 (one host can use them all) meet one per-IP limit."""
+    service = await service_factory(
+        TRUSTED_PROXIES="127.0.0.0/8", RATE_LIMIT_IP="5/minute", RATE_LIMIT_SESSION="off", RATE_LIMIT_USER="off"
+    )
+    addresses = [f"2001:db8:1:2:{host:x}::1" for host in range(1, 9)]
+    statuses = []
+    for address in addresses:
+        response = await exchange(service, session_cookie, headers={"X-Forwarded-For": f"{address}, 127.0.0.5"})
+        statuses.append(response.status)
+        if response.status == 429:
+            assert (await response.json(content_type=None))["scope"] == "ip"
+    assert statuses == [200] * 5 + [429] * 3
+    neighbour = await exchange(service, session_cookie, headers={"X-Forwarded-For": "2001:db8:1:3::1"})
+    assert neighbour.status == 200, "the next /64 is someone else"
+    # The audit log still names each caller's own address, not the network it is counted in.
+    assert [event["client_ip"] for event in logs.events("token.issued")] == [*addresses[:5], "2001:db8:1:3::1"]
+
+
+async def test_one_address_in_two_spellings_is_one_bucket(service_factory, session_cookie, logs) -> None:
+    service = await service_factory(
+        TRUSTED_PROXIES="127.0.0.0/8",
+        RATE_LIMIT_IP="1/minute",
+        RATE_LIMIT_SESSION="off",
+        RATE_LIMIT_USER="off",
+        # Per address, so only the spelling can make two requests share a bucket.
+        IPV6_PREFIX_LENGTH="128",
+    )
+
+    async def status(forwarded_for: str) -> int:
+        response = await exchange(service, session_cookie, headers={"X-Forwarded-For": forwarded_for})
+        return int(response.status)
+
+    assert await status("2001:db8::1") == 200
+    assert await status("2001:0DB8:0:0::0001") == 429
+    assert await status("[2001:db8::1]:443") == 429
+    assert await status("2001:db8::2") == 200, "with IPV6_PREFIX_LENGTH=128 each address is its own"
+    assert await status("203.0.113.9") == 200
+    assert await status("::ffff:203.0.113.9") == 429
+    assert [event["client_ip"] for event in logs.events("token.issued")] == ["2001:db8::1", "2001:db8::2", "203.0.113.9"]
