@@ -38,10 +38,8 @@ from service.state import State, redis_client
 from service.upstream_guard import UpstreamGuard
 
 # The exchange takes no body; anything bigger than a small JSON object is refused with 413.
+# (What a request's header lines may cost is bounded below the app: service/http_server.py.)
 MAX_BODY_BYTES = 1024
-# aiohttp refuses header lines over 8190 bytes with a plain-text 400 before any middleware runs.
-# Sites with many cookies send bigger Cookie headers; let those reach the service's own checks.
-MAX_HEADER_BYTES = 32 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:

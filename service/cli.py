@@ -9,7 +9,8 @@ import sys
 
 from aiohttp import web
 
-from service.app import MAX_HEADER_BYTES, create_app
+from service.app import create_app
+from service.http_server import serve
 from service.log_config import AccessLogger, configure_logging
 from service.settings import Settings, SettingsError
 
@@ -49,16 +50,8 @@ def _serve() -> int:
         sys.stderr.write(f"token-exchange: configuration error: {error}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.drain_timeout_seconds,
-        access_log_class=AccessLogger,
-        max_field_size=MAX_HEADER_BYTES,
-        max_line_size=MAX_HEADER_BYTES,
-        print=None,
-    )
+    # Not web.run_app: its runner cannot take the bounded HTTP protocol (service/http_server.py).
+    asyncio.run(serve(create_app(settings), settings))
     return 0
 
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from service.app import MAX_HEADER_BYTES, create_app
+from service.app import create_app
 from service.demo_web import DemoSite, setup_demo
 from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
-from service.log_config import AccessLogger
+from service.http_server import service_runner
 from service.settings import Settings
 
 DEMO_EMAIL = "demo@example.com"
@@ -108,16 +108,12 @@ async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool 
             **overrides,
         ),
     )
-    runners = [
-        web.AppRunner(emulator, access_log=None),
-        web.AppRunner(
-            service, access_log_class=AccessLogger, max_field_size=MAX_HEADER_BYTES, max_line_size=MAX_HEADER_BYTES
-        ),
-    ]
+    # The service (and with --site-only the page alone) is served as `token-exchange serve` serves it.
+    runners = [web.AppRunner(emulator, access_log=None), service_runner(service, settings)]
     for runner in runners:
         await runner.setup()
     await web.TCPSite(runners[0], host, emulator_port).start()
-    await web.TCPSite(runners[1], host, port, shutdown_timeout=settings.drain_timeout_seconds).start()
+    await web.TCPSite(runners[1], host, port).start()
 
     if site_only:
         sys.stdout.write(

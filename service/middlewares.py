@@ -1,4 +1,5 @@
-"""Middlewares: request id and log context, CORS, and errors as problem+json (never a traceback)."""
+"""Middlewares: request id and log context, CORS, errors as problem+json (never a traceback), and
+`Connection: close` while draining."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from service.keys import CLIENT_IP, REQUEST_ID, SETTINGS
+from service.keys import CLIENT_IP, LIFECYCLE, REQUEST_ID, SETTINGS
 from service.problems import ProblemError, problem_response, response_for
 from service.security import PREFLIGHT_GRANTS, client_ip, cors_origin, refused_origin_detail, set_cors_headers
 
@@ -22,15 +23,21 @@ _HTTP_ERROR_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
+    431: "headers_too_large",
 }
+
+
+def new_request_id() -> str:
+    return os.urandom(16).hex()
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Keep a sane incoming X-Request-ID or make one; bind it for every log line of the request."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
     request[REQUEST_ID] = request_id
     request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
     # A keep-alive connection serves many requests in one task: start each from a clean context.
@@ -41,6 +48,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         set_cors_headers(response.headers, request, request.app[SETTINGS])
+        if request.app[LIFECYCLE].draining:
+            # This process stops soon: a keep-alive client must send its next request elsewhere.
+            response.force_close()
     return response
 
 
@@ -51,6 +61,13 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     except ProblemError as error:
         return response_for(error)
+    except web.RequestPayloadError as error:
+        # A body cut short or not decodable: the client's fault. The error quotes no request data,
+        # but its cause may, so only its name is logged.
+        _log.info("request.body_unreadable", path=request.rel_url.path, error=type(error.__cause__).__name__)
+        response = problem_response("bad_request", "The request's body could not be read.")
+        response.force_close()  # where this request ends and the next begins is unknown
+        return response
     except web.HTTPException as error:
         if error.status < 400:
             raise

@@ -8,6 +8,7 @@ import shlex
 import signal
 
 import aiohttp
+import pytest
 
 from tests.processes import free_port, running
 
@@ -66,6 +67,27 @@ async def test_sigterm_lets_in_flight_exchanges_finish() -> None:
         response = await in_flight
         assert response.status == 200
         assert "jwt" in await response.json()
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+
+
+async def test_drain_tells_keep_alive_clients_to_reconnect() -> None:
+    """Item 9 of issue 11: the answer in flight at SIGTERM came without `Connection: close`, so the
+    client sent its next request into a connection the server was closing, and lost it."""
+    emulator, service, emulator_url, service_url = await _emulator_and_service(drain="10", timeout="5")
+    connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection, reused while it may be
+    async with emulator, service as process, aiohttp.ClientSession(connector=connector) as http:
+        async with http.get(f"{service_url}/livez") as warm:
+            assert warm.status == 200 and "Connection" not in warm.headers
+        in_flight = await _slow_exchange(http, emulator_url, service_url, {"kind": "latency", "ms": 1500})
+        process.send_signal(signal.SIGTERM)
+        response = await in_flight
+        assert response.status == 200
+        assert "jwt" in await response.json()
+        assert response.headers.get("Connection", "").lower() == "close"
+        # The next request is not sent into the closing connection: it needs a new one, which this
+        # process no longer accepts, so it fails before anything is sent and can go elsewhere.
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await http.post(f"{service_url}/v1/realtime/token", headers={"X-CSRF": "1"})
         assert await asyncio.wait_for(process.wait(), timeout=10) == 0
 
 
