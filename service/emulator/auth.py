@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -43,7 +44,9 @@ def session_value(project_id: str, cookies: Mapping[str, str], headers: Mapping[
     """The first session credential Appwrite would look at, or ""."""
     cookie_name = f"a_session_{project_id}"
     candidates = [
-        cookies.get(cookie_name) or cookies.get(f"{cookie_name}_legacy", ""),
+        # Swoole percent-decodes cookie values (Appwrite's own Set-Cookie encodes `=` as `%3D`);
+        # headers reach Store::decode as they are.
+        unquote(cookies.get(cookie_name) or cookies.get(f"{cookie_name}_legacy", "")),
         headers.get("X-Appwrite-Session", ""),
         _fallback_cookie(headers.get("X-Fallback-Cookies", ""), cookie_name),
     ]

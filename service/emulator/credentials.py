@@ -8,15 +8,16 @@ in the `a_session_<project>` cookie, in `session.secret` for API-key callers, an
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import secrets
-from urllib.parse import unquote
+import string
 
 # Appwrite's session secrets are 256 characters long.
 _SECRET_BYTES = 128
+_BASE64_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+_BASE64_DIGITS = {char: digit for digit, char in enumerate(_BASE64_ALPHABET)}
 
 
 def encode_session_value(user_id: str, secret: str) -> str:
@@ -25,17 +26,18 @@ def encode_session_value(user_id: str, secret: str) -> str:
 
 
 def decode_session_value(value: str) -> tuple[str, str]:
-    """(user id, secret), or two empty strings for anything that is not a session value.
+    """(user id, secret), or two empty strings where Appwrite finds no session in the value.
 
-    Appwrite's cookies are URL-encoded on the way out (its `=` padding becomes `%3D`), so a value
-    copied from a Set-Cookie header is accepted as well as the plain one.
+    As utopia-php's `Store::decode`: PHP's strict `base64_decode`, then `json_decode`. Nothing is
+    percent-decoded here: a `%3D` in `X-Appwrite-Session` makes a guest, as in Appwrite. (Cookies
+    are percent-decoded before they get here, as Swoole does; see auth.py.)
     """
-    if "%" in value:
-        value = unquote(value)
-    padded = value.strip() + "=" * (-len(value.strip()) % 4)
+    raw = php_base64_decode_strict(value)
+    if raw is None:
+        return "", ""
     try:
-        decoded = json.loads(base64.b64decode(padded, validate=False))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        decoded = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return "", ""
     if not isinstance(decoded, dict):
         return "", ""
@@ -43,6 +45,34 @@ def decode_session_value(value: str) -> tuple[str, str]:
     if not isinstance(user_id, str) or not isinstance(secret, str):
         return "", ""
     return user_id, secret
+
+
+def php_base64_decode_strict(value: str) -> bytes | None:
+    """PHP's `base64_decode($value, true)`, following its C loop: None where PHP returns false.
+
+    Spaces, tabs, CR and LF are skipped; any other character outside the standard alphabet fails,
+    as does anything but whitespace after `=`, a last group of one character, or padding that
+    does not complete the group. Missing padding passes; spare low bits are dropped unchecked.
+    """
+    out = bytearray()
+    bits = held = groups = padding = 0
+    for char in value:
+        if char == "=":
+            padding += 1
+            continue
+        if char in " \t\r\n":
+            continue
+        digit = _BASE64_DIGITS.get(char)
+        if digit is None or padding:
+            return None
+        bits, held, groups = (bits << 6) | digit, held + 6, groups + 1
+        if held >= 8:
+            held -= 8
+            out.append(bits >> held)
+            bits &= (1 << held) - 1
+    if groups % 4 == 1 or (padding and (padding > 2 or (groups + padding) % 4)):
+        return None
+    return bytes(out)
 
 
 def new_secret() -> str:

@@ -95,6 +95,16 @@ async def test_credentials_are_found_in_appwrites_order(emu: Emu) -> None:
     await assert_error(shadowed, 401, "general_unauthorized_scope")
 
 
+async def test_percent_encoding_is_undone_in_cookies_only(emu: Emu) -> None:
+    # Swoole percent-decodes cookie values; X-Appwrite-Session reaches Store::decode as it is,
+    # and `%` is not base64 (appwrite-wire.md: such a value decodes to nothing, a guest).
+    user, _, cookie = emu.signed_in()
+    encoded = "".join(f"%{ord(char):02X}" for char in cookie)
+    as_cookie = await emu.client.get("/v1/account", headers=emu.headers(Cookie=f"a_session_{PROJECT}={encoded}"))
+    assert (await as_cookie.json())["$id"] == user.id
+    await assert_error(await emu.client.get("/v1/account", headers=emu.headers(encoded)), 401, "general_unauthorized_scope")
+
+
 async def test_a_cookie_for_another_project_is_ignored(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     response = await emu.client.get("/v1/account", headers=emu.headers(Cookie=f"a_session_other={cookie}"))

@@ -9,7 +9,12 @@ import json
 
 import pytest
 
-from service.emulator.credentials import decode_session_value, encode_session_value, unique_id
+from service.emulator.credentials import (
+    decode_session_value,
+    encode_session_value,
+    php_base64_decode_strict,
+    unique_id,
+)
 from service.emulator.limits import FixedWindowLimiter, WindowDecision
 from service.emulator.realtime.channels import (
     convert_channels,
@@ -57,15 +62,36 @@ def test_iat_and_nbf_are_checked() -> None:
         verify(forge({"alg": "HS256"}, {"nbf": 100}), KEY, 100)
 
 
-def test_session_values_round_trip_and_tolerate_url_encoding() -> None:
+def test_session_values_round_trip_and_decode_as_strictly_as_appwrite() -> None:
     value = encode_session_value("user1", "secret/with+chars")
     assert json.loads(base64.b64decode(value)) == {"id": "user1", "secret": "secret/with+chars"}
     assert decode_session_value(value) == ("user1", "secret/with+chars")
-    url_encoded = value.replace("=", "%3D").replace("+", "%2B").replace("/", "%2F")
-    assert decode_session_value(url_encoded) == ("user1", "secret/with+chars")
+    # PHP's strict base64_decode: missing padding and whitespace pass ...
     assert decode_session_value(value.rstrip("=")) == ("user1", "secret/with+chars")
+    assert decode_session_value(f" {value[:8]}\n{value[8:]}\t") == ("user1", "secret/with+chars")
+    # ... but nothing outside the alphabet: percent-encoding, the URL-safe alphabet, stray characters.
+    url_encoded = value.replace("=", "%3D").replace("+", "%2B").replace("/", "%2F")
+    assert url_encoded != value
+    for lax in (url_encoded, value.replace("e", "-"), f"{value[:8]}!{value[8:]}", f"{value}=A"):
+        assert lax != value
+        assert decode_session_value(lax) == ("", ""), lax
     for junk in ("", "%%%", base64.b64encode(b"[1]").decode(), base64.b64encode(b'{"id": 5}').decode()):
         assert decode_session_value(junk) == ("", "")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"a", b"ab", b"abc", b"abcd", bytes(range(256)), b"\xff\xfe\xfd"],
+)
+def test_strict_base64_reads_what_python_writes(data: bytes) -> None:
+    encoded = base64.b64encode(data).decode()
+    assert php_base64_decode_strict(encoded) == data
+    assert php_base64_decode_strict(encoded.rstrip("=")) == data
+
+
+@pytest.mark.parametrize("bad", ["A", "AAAAA", "AA=A", "AA===", "AAA==", "A=", "AA-_", "AA.A", "Zm9v\x0b"])
+def test_strict_base64_refuses_what_php_refuses(bad: str) -> None:
+    assert php_base64_decode_strict(bad) is None
 
 
 def test_unique_ids_look_like_appwrites() -> None:
