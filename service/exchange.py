@@ -21,20 +21,10 @@ from service.keys import (
 )
 from service.problems import ProblemError
 from service.security import check_csrf
+from service.session_cookie import session_from_cookie
 
 TOKEN_PATH = "/v1/realtime/token"  # noqa: S105 - a route, not a secret
-_MAX_COOKIE_LENGTH = 4096
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def session_from_cookie(request: web.Request, cookie_name: str) -> str:
-    """The session value, or a problem: missing, or plainly not a session value."""
-    value = request.cookies.get(cookie_name, "")
-    if not value:
-        raise ProblemError("session_missing", f"The request carries no '{cookie_name}' cookie.")
-    if len(value) > _MAX_COOKIE_LENGTH or not value.isascii() or not value.isprintable():
-        raise ProblemError("session_invalid", "The session cookie is malformed.")
-    return value
 
 
 async def issue_token(request: web.Request) -> web.Response:
@@ -59,19 +49,22 @@ def _ms_since(started: float) -> float:
 async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
+    # CSRF and Origin first (header comparisons, nothing parsed), so that a cross-site page cannot
+    # spend its visitors' IP allowance; then the IP limit, before anything costly (body, cookies).
+    check_csrf(request, settings)
+    limits = app[EXCHANGE_LIMITS]
+    admission = await limits.admit_ip(request[CLIENT_IP])
     # The body is ignored, but reading it enforces the size limit (413) on every caller.
     await request.read()
-    check_csrf(request, settings)
     session = session_from_cookie(request, settings.session_cookie_name)
     fingerprinter = app[FINGERPRINTER]
-    session_fingerprint = fingerprinter.of(session)
+    session_fingerprint = fingerprinter.of_session(session.secret)
     audit_fields["session_hash"] = fingerprinter.short(session_fingerprint)
-    limits = app[EXCHANGE_LIMITS]
-    admission = await limits.admit(request[CLIENT_IP], session_fingerprint)
+    await limits.admit_session(admission, session_fingerprint, session.user_id)
     if admission.user_id:
         audit_fields["user_id"] = admission.user_id
     try:
-        jwt, claims = await _mint(request, session, admission, audit_fields)
+        jwt, claims = await _mint(request, session.value, admission, audit_fields)
     except ProblemError as error:
         error.headers = {**admission.headers, **error.headers}
         raise

@@ -10,21 +10,42 @@ from service.fingerprints import Fingerprinter
 from service.metrics import Metrics
 from service.problems import ProblemError
 from service.rate_limits import RateLimit
+from service.security import limit_key_for_ip
 from service.settings import Settings
 from service.sliding_window import Check, Decision
 from service.state import SESSION_USER_TTL_SECONDS, State
 
+# Appwrite's ids are at most 36 characters; a longer one is charged but not cached, so that every
+# memory cache entry stays small (see state.py).
+_MAX_CACHED_USER_ID = 255
+
 
 @dataclass
 class Admission:
-    """What the limits found out before the upstream call, and the headers to send back."""
+    """What the limits decided and found out before the upstream call."""
 
-    session_fingerprint: str
-    user_id: str | None
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    decisions: list[Decision] = field(default_factory=list)
+    session_fingerprint: str = ""
+    # The session's user as learned from an earlier token: confirmed by Appwrite, not by the cookie.
+    user_id: str | None = None
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        return ratelimit_headers(self.decisions) if self.decisions else CIMultiDict()
 
 
 class ExchangeLimits:
+    """Two steps: the IP limit before anything of the request is parsed (`admit_ip`), then, once the
+    cookie is decoded, the rejected-session memory and the session and user limits (`admit_session`).
+
+    The user limit holds from a session's first exchange, when the service knows the user only from
+    the cookie, which anyone can write. So that forged cookies naming a user cost that user nothing,
+    a user is charged only for tokens Appwrite minted: the first exchange of a session only looks at
+    the window of the user the cookie names (refused if it is full) and `issued` charges the user in
+    the token's claims. Once a token has shown the session's user, later exchanges are charged at
+    admission, as only the secret's holder can send them.
+    """
+
     def __init__(self, settings: Settings, state: State, metrics: Metrics, fingerprinter: Fingerprinter) -> None:
         self._state = state
         self._keyed_hash = fingerprinter.of
@@ -35,35 +56,46 @@ class ExchangeLimits:
             "user": settings.rate_limit_user,
         }
         self._invalid_ttl = settings.invalid_session_cache_seconds
+        self._ipv6_prefix_length = settings.ipv6_prefix_length
 
-    async def admit(self, client_ip: str, session_fingerprint: str) -> Admission:
-        """Refuse known-dead sessions and callers over a limit, before Appwrite is touched."""
+    async def admit_ip(self, client_ip: str) -> Admission:
+        """Count the request against its IP, or refuse it: the first step, before any parsing."""
+        admission = Admission()
+        policy = self._policies["ip"]
+        if policy is not None:
+            key = self._keyed_hash(limit_key_for_ip(client_ip, self._ipv6_prefix_length))
+            await self._decide(admission, [Check("ip", State.key("ip", key), policy)])
+        return admission
+
+    async def admit_session(self, admission: Admission, session_fingerprint: str, named_user_id: str) -> None:
+        """Refuse known-dead sessions, and sessions or users over their limit, before Appwrite is asked.
+
+        `named_user_id` is the id the cookie names; it is looked at, never charged (see the class).
+        """
         rejected, user_id = await self._state.get_cached(
             f"invalid:{session_fingerprint}", f"user:{session_fingerprint}"
         )
         if rejected:
             raise ProblemError("session_invalid", "The session is missing, expired or was signed out.")
-        keys = {
-            "ip": self._keyed_hash(client_ip),
-            "session": session_fingerprint,
-            "user": self._keyed_hash(user_id) if user_id else None,
-        }
-        checks = [
-            Check(scope, State.key(scope, key), policy)
-            for scope, policy in self._policies.items()
-            if policy is not None and (key := keys[scope]) is not None
-        ]
-        admission = Admission(session_fingerprint, user_id)
-        if not checks:
-            return admission
+        admission.session_fingerprint, admission.user_id = session_fingerprint, user_id
+        checks = []
+        if (session_policy := self._policies["session"]) is not None:
+            checks.append(Check("session", State.key("session", session_fingerprint), session_policy))
+        if (user_policy := self._policies["user"]) is not None:
+            user_key = State.key("user", self._keyed_hash(user_id or named_user_id))
+            checks.append(Check("user", user_key, user_policy, count=user_id is not None))
+        if checks:
+            await self._decide(admission, checks)
+
+    async def _decide(self, admission: Admission, checks: list[Check]) -> None:
         decisions = await self._state.hit(checks)
         for decision in decisions:
             self._metrics.ratelimit.labels(decision.scope, "allow" if decision.allowed else "deny").inc()
-        admission.headers = ratelimit_headers(decisions)
+        admission.decisions += decisions
         refused = [decision for decision in decisions if not decision.allowed]
         if refused:
             worst = max(refused, key=lambda decision: decision.retry_after)
-            headers = CIMultiDict(admission.headers)
+            headers = admission.headers
             headers["Retry-After"] = str(worst.retry_after)
             raise ProblemError(
                 "rate_limited",
@@ -71,13 +103,13 @@ class ExchangeLimits:
                 headers,
                 extra={"scope": worst.scope},
             )
-        return admission
 
     async def issued(self, admission: Admission, user_id: str) -> None:
-        """Learn session -> user from the token's claims, and count this request for the user."""
+        """Appwrite confirmed the session: learn its user from the token, and charge that user."""
         if admission.user_id == user_id:
-            return
-        await self._state.set_cached(f"user:{admission.session_fingerprint}", user_id, SESSION_USER_TTL_SECONDS)
+            return  # charged at admission
+        if len(user_id) <= _MAX_CACHED_USER_ID:
+            await self._state.set_cached(f"user:{admission.session_fingerprint}", user_id, SESSION_USER_TTL_SECONDS)
         policy = self._policies["user"]
         if policy is not None:
             await self._state.add(Check("user", State.key("user", self._keyed_hash(user_id)), policy))

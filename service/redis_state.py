@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 from service.sliding_window import Check, Decision, decide
 
 # Decides every check with Redis's own clock (replicas' clocks may differ) and counts the request
-# in all windows only if all allow it. KEYS are hashed base keys; the window index is appended here.
+# only if all allow it, in the windows of the checks that count (ARGV per check: limit, window,
+# count 1/0; a 0 only looks). KEYS are hashed base keys; the window index is appended here.
 # Returns, per check, the previous and current counts seen and the server time in microseconds.
 _SLIDING_WINDOW_LUA = """
 local t = redis.call('TIME')
@@ -17,8 +18,8 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local counts = {}
 local allowed = true
 for i, base in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
+  local limit = tonumber(ARGV[3 * i - 2])
+  local window = tonumber(ARGV[3 * i - 1])
   local index = math.floor(now / window)
   local current = tonumber(redis.call('GET', base .. ':' .. index) or '0')
   local previous = tonumber(redis.call('GET', base .. ':' .. (index - 1)) or '0')
@@ -29,10 +30,12 @@ for i, base in ipairs(KEYS) do
 end
 if allowed then
   for i, base in ipairs(KEYS) do
-    local window = tonumber(ARGV[2 * i])
-    local key = base .. ':' .. math.floor(now / window)
-    redis.call('INCR', key)
-    redis.call('EXPIRE', key, 2 * window)
+    if ARGV[3 * i] == '1' then
+      local window = tonumber(ARGV[3 * i - 1])
+      local key = base .. ':' .. math.floor(now / window)
+      redis.call('INCR', key)
+      redis.call('EXPIRE', key, 2 * window)
+    end
   end
 end
 counts[#counts + 1] = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -81,7 +84,7 @@ class RedisState:
         keys = [check.key for check in checks]
         args: list[int] = []
         for check in checks:
-            args += [check.policy.limit, check.policy.window_seconds]
+            args += [check.policy.limit, check.policy.window_seconds, int(check.count)]
         raw = await self._hit_script(keys=keys, args=args)
         now = float(raw[-1])
         return [decide(check, int(raw[2 * i]), int(raw[2 * i + 1]), now) for i, check in enumerate(checks)]

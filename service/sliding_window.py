@@ -9,17 +9,24 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from service.lru import LRU
 from service.rate_limits import RateLimit
 
 
 @dataclass(frozen=True)
 class Check:
-    """One limit to apply to this request: the scope name, a hashed key, and the policy."""
+    """One limit to apply to this request: the scope name, a hashed key, and the policy.
+
+    `count=False` only looks: the request must fit, but is not counted (the caller may count it
+    later with `add`, once it knows the request belongs there).
+    """
 
     scope: str
     key: str
     policy: RateLimit
+    count: bool = True
 
 
 @dataclass(frozen=True)
@@ -61,56 +68,54 @@ def _seconds_until_room(previous: int, current: int, limit: int, window: int, el
     return max(1, math.ceil(wait))
 
 
+class _Window(NamedTuple):
+    """One key's counts: the current window's number, its count and the one before's."""
+
+    number: int
+    current: int
+    previous: int
+
+
 class MemoryLimiter:
-    """Per-process sliding-window counters: the default, and the fallback when Redis is down."""
+    """Per-process sliding-window counters: the default, and the fallback when Redis is down.
 
-    def __init__(self, max_keys: int = 100_000) -> None:
-        # key -> (window seconds, window index, count in that window, count in the one before)
-        self._windows: dict[str, tuple[int, int, int, int]] = {}
-        self._max_keys = max_keys
+    The windows live in an LRU bounded by MEMORY_STATE_MAX_ENTRIES (shared with the memory caches,
+    see state.py). What eviction does to a limit: an evicted window forgets its count, so its key
+    starts again with a full allowance. Only the least recently used go, so to reset the window of
+    a caller who keeps calling, a flood must bring that many distinct new keys (IPs, sessions,
+    users) between two of the caller's requests, each key a request that passed the IP limit.
+    """
 
-    def _counts(self, key: str, window: int, index: int) -> tuple[int, int]:
+    def __init__(self, store: LRU[str, object] | None = None, max_entries: int = 100_000) -> None:
+        self._store: LRU[str, object] = store if store is not None else LRU(max_entries)
+
+    def _counts(self, key: str, index: int) -> tuple[int, int]:
         """(previous, current) counts for the window with this index."""
-        stored = self._windows.get(key)
-        if stored is None:
+        stored = self._store.get(key)
+        if not isinstance(stored, _Window):
             return 0, 0
-        _, stored_index, current, previous = stored
-        if stored_index == index:
-            return previous, current
-        if stored_index == index - 1:
-            return current, 0
+        if stored.number == index:
+            return stored.previous, stored.current
+        if stored.number == index - 1:
+            return stored.current, 0
         return 0, 0
 
     def hit(self, checks: list[Check], now: float | None = None) -> list[Decision]:
-        """Decide every check; count the request in all of them only if all allow it."""
+        """Decide every check; count the request (where `count`) only if all allow it."""
         now = time.time() if now is None else now
         decisions = []
         for check in checks:
-            window = check.policy.window_seconds
-            previous, current = self._counts(check.key, window, int(now // window))
+            previous, current = self._counts(check.key, int(now // check.policy.window_seconds))
             decisions.append(decide(check, previous, current, now))
         if all(decision.allowed for decision in decisions):
             for check in checks:
-                self.add(check, now)
+                if check.count:
+                    self.add(check, now)
         return decisions
 
     def add(self, check: Check, now: float | None = None) -> None:
         """Count one request without deciding (for a scope learned only after the fact)."""
         now = time.time() if now is None else now
-        window = check.policy.window_seconds
-        index = int(now // window)
-        previous, current = self._counts(check.key, window, index)
-        self._windows[check.key] = (window, index, current + 1, previous)
-        if len(self._windows) > self._max_keys:
-            self._forget_stale(now)
-
-    def _forget_stale(self, now: float) -> None:
-        """Drop keys idle for two windows; bounds memory under a flood of distinct keys."""
-        stale = [
-            key for key, (window, index, _, _) in self._windows.items() if index < int(now // window) - 1
-        ]
-        for key in stale:
-            del self._windows[key]
-        # Still too many live keys (a flood of distinct IPs): forget the oldest rather than grow.
-        for key in list(self._windows)[: max(0, len(self._windows) - self._max_keys * 9 // 10)]:
-            del self._windows[key]
+        index = int(now // check.policy.window_seconds)
+        previous, current = self._counts(check.key, index)
+        self._store.set(check.key, _Window(index, current + 1, previous))

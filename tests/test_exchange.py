@@ -75,8 +75,16 @@ async def test_a_signed_out_session_is_invalid(service, emulator) -> None:
     await assert_problem(await exchange(service, cookie), 401, "session_invalid")
 
 
-async def test_a_made_up_cookie_is_invalid(service) -> None:
+async def test_a_made_up_cookie_is_invalid(service, emulator) -> None:
+    forged = "eyJpZCI6Im5vYm9keSIsInNlY3JldCI6Im5vdGhpbmcifQ"  # {"id":"nobody","secret":"nothing"}
+    await assert_problem(await exchange(service, forged), 401, "session_invalid")
+    assert len(await upstream_requests(emulator)) == 1
+
+
+async def test_a_cookie_that_is_no_session_value_is_refused_without_an_upstream_call(service, emulator) -> None:
+    # base64 of "not-a-session": Appwrite could not decode a session from it, so it is not asked.
     await assert_problem(await exchange(service, "bm90LWEtc2Vzc2lvbg"), 401, "session_invalid")
+    assert await upstream_requests(emulator) == []
 
 
 async def test_a_malformed_cookie_is_refused_without_an_upstream_call(service, emulator) -> None:

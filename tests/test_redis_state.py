@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import secrets
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from service.rate_limits import RateLimit
+from service.redis_state import RedisState
+from service.sliding_window import Check
+from service.state import redis_client
 from tests.conftest import exchange
 from tests.helpers import assert_problem
 from tests.processes import free_port, running
 from tests.redis_server import RedisServer, redis_server
+from tests.test_hostile_sessions import respellings
 
 HASH_KEY = "shared-deployment-key-0123456789"
 
@@ -29,6 +37,47 @@ async def test_two_replicas_enforce_one_limit(emulator, service_factory, redis) 
     _, _, cookie = emulator.signed_in_user()
     statuses = [(await exchange(replicas[i % 2], cookie)).status for i in range(6)]
     assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+async def test_respellings_of_one_session_share_one_limit_across_replicas(emulator, service_factory, redis) -> None:
+    env = {"REDIS_URL": redis.url, "STATE_HASH_KEY": HASH_KEY, "RATE_LIMIT_SESSION": "3/minute"}
+    replicas = [await service_factory(**env) for _ in range(2)]
+    _, _, cookie = emulator.signed_in_user()
+    spellings = respellings(cookie, 6)
+    statuses = [(await exchange(replicas[i % 2], spelling)).status for i, spelling in enumerate(spellings)]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+async def test_forged_cookies_cost_the_named_user_nothing_across_replicas(emulator, service_factory, redis) -> None:
+    env = {"REDIS_URL": redis.url, "STATE_HASH_KEY": HASH_KEY, "RATE_LIMIT_USER": "2/minute"}
+    replicas = [await service_factory(**env) for _ in range(2)]
+    victim, _, cookie = emulator.signed_in_user()
+    for i in range(10):
+        forged = base64.b64encode(json.dumps({"id": victim, "secret": secrets.token_hex(128)}).encode()).decode()
+        assert (await exchange(replicas[i % 2], forged)).status == 401
+    # A second session of the same user meets the user limit on its first exchange.
+    second = emulator.state.create_session(victim)[1]
+    statuses = [(await exchange(replicas[i % 2], value)).status for i, value in enumerate([cookie, cookie, second])]
+    assert statuses == [200, 200, 429]
+
+
+async def test_a_look_counts_nothing_in_redis(redis) -> None:
+    client = redis_client(redis.url)
+    try:
+        state = RedisState(client)
+        one, key = RateLimit(1, 60), "rtx:rl:user:look"
+        for _ in range(3):
+            [decision] = await state.hit([Check("user", key, one, count=False)])
+            assert decision.allowed
+        await state.add(Check("user", key, one))
+        [decision] = await state.hit([Check("user", key, one, count=False)])
+        assert not decision.allowed
+        # A refused look beside a counting check: neither is counted.
+        session = Check("session", "rtx:rl:session:look", one)
+        assert [d.allowed for d in await state.hit([session, Check("user", key, one, count=False)])] == [True, False]
+        assert (await state.hit([session]))[0].allowed
+    finally:
+        await client.aclose()
 
 
 async def test_no_secret_becomes_a_redis_key(emulator, service_factory, redis) -> None:

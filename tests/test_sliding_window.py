@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.lru import LRU
 from service.rate_limits import RateLimit, parse_rate_limit
 from service.sliding_window import Check, MemoryLimiter
 
@@ -49,11 +50,29 @@ def test_a_refusal_in_one_scope_counts_in_none() -> None:
     assert limiter.hit([Check("b", "b", one)], now=2.0)[0].allowed
 
 
-def test_memory_stays_bounded_under_a_flood_of_keys() -> None:
-    limiter = MemoryLimiter(max_keys=100)
+def test_a_look_counts_nothing() -> None:
+    limiter = MemoryLimiter()
+    one = RateLimit(1, 60)
+    for _ in range(3):
+        [decision] = limiter.hit([Check("user", "u", one, count=False)], now=0.0)
+        assert decision.allowed and decision.remaining == 0
+    limiter.add(Check("user", "u", one), now=0.0)
+    assert not limiter.hit([Check("user", "u", one, count=False)], now=0.0)[0].allowed
+
+
+def test_a_flood_of_keys_stays_at_the_bound_and_keeps_the_recent_ones() -> None:
+    store: LRU[str, object] = LRU(100)
+    limiter = MemoryLimiter(store)
+    limiter.hit([Check("ip", "regular", TEN_PER_MINUTE)], now=0.0)
     for i in range(1000):
-        limiter.hit([Check("ip", f"ip-{i}", TEN_PER_MINUTE)], now=float(i))
-    assert len(limiter._windows) <= 100
+        limiter.hit([Check("ip", f"ip-{i}", TEN_PER_MINUTE)], now=1.0)
+        if i % 50 == 0:  # a caller who keeps calling is never the least recently used
+            limiter.hit([Check("ip", "regular", TEN_PER_MINUTE)], now=1.0)
+    assert len(store) == 100
+    # The caller and the 99 newest keys remain.
+    assert "regular" in store and "ip-900" not in store and all(f"ip-{i}" in store for i in range(901, 1000))
+    # The caller's window kept its count through the flood: 1 + 20 of 10 allowed → refused.
+    assert not limiter.hit([Check("ip", "regular", TEN_PER_MINUTE)], now=1.0)[0].allowed
 
 
 def test_policy_specs() -> None:
