@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from service.lifecycle import Lifecycle
     from service.metrics import Metrics
     from service.relay import Relay
+    from service.relay_slots import RelaySlots
     from service.settings import Settings
     from service.state import State
     from service.upstream_guard import UpstreamGuard
@@ -38,5 +39,7 @@ STATE: web.AppKey[State] = web.AppKey("state")
 EXCHANGE_LIMITS: web.AppKey[ExchangeLimits] = web.AppKey("exchange_limits")
 UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
 RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
+# Relayed-socket slots: the process cap and each client IP's, session's and user's share.
+RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
 # Configuration warnings already logged by this process (each is logged once, not per request).
 LOGGED_ONCE: web.AppKey[set[str]] = web.AppKey("logged_once")

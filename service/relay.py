@@ -3,27 +3,25 @@
 The browser's handshake carries the httpOnly cookie; the relay checks it, opens the upstream socket
 with X-Appwrite-Session (which a browser cannot set), and passes frames both ways. No credential
 ever reaches JavaScript, and the relay closes the socket once the session ends, which Appwrite
-itself never does.
+itself never does. What the page may ask for is decided in relay_policy (channels, frames); how
+many sockets a caller may hold, in relay_slots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
-import json
 import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
+from yarl import URL
 
 from service import audit
 from service.appwrite_client import UpstreamError
-from service.exchange import session_from_cookie
 from service.keys import (
     APPWRITE,
     CLIENT_IP,
@@ -32,13 +30,16 @@ from service.keys import (
     LIFECYCLE,
     METRICS,
     RELAY_HTTP,
+    RELAY_SLOTS,
     RELAYS,
     REQUEST_ID,
     SETTINGS,
     UPSTREAM_GUARD,
 )
 from service.problems import ProblemError
-from service.security import check_origin
+from service.relay_policy import Handshake, denied_channels, read_handshake, screen_frame, shown, upstream_url
+from service.security import check_origin, limit_key_for_ip
+from service.session_cookie import session_from_cookie
 
 RELAY_PATH = "/v1/realtime"
 MAX_FRAME_BYTES = 64 * 1024
@@ -62,22 +63,6 @@ class _SlowClient(Exception):
     """The browser stopped reading; its socket is closed instead of buffering without bound."""
 
 
-def channels_allowed(channels: list[str], patterns: tuple[str, ...]) -> list[str]:
-    """The channels that no pattern allows (all are allowed when no policy is set)."""
-    if not patterns:
-        return []
-    return [c for c in channels if not any(fnmatch.fnmatchcase(c, p) for p in patterns)]
-
-
-def upstream_url(endpoint: str, project_id: str, query: dict[str, list[str]]) -> str:
-    """wss://<appwrite>/v1/realtime?project=<id>, keeping the SDK's other parameters but never a JWT."""
-    parts = urlsplit(endpoint)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    params = [("project", project_id)]
-    params += [(k, v) for k, values in query.items() if k not in ("project", "jwt") for v in values]
-    return urlunsplit((scheme, parts.netloc, f"{parts.path}/realtime", urlencode(params, safe="[]"), ""))
-
-
 async def relay(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
@@ -87,50 +72,61 @@ async def relay(request: web.Request) -> web.StreamResponse:
     if app[LIFECYCLE].draining:
         raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
     check_origin(request, settings)
-    session = session_from_cookie(request, settings.session_cookie_name)
-    query = {key: request.query.getall(key) for key in request.query}
-    denied = channels_allowed(query.get("channels[]", []), settings.relay_channels_allow)
+    limits = app[EXCHANGE_LIMITS]
+    admission = await limits.admit_ip(request[CLIENT_IP])
+    cookie = session_from_cookie(request, settings.session_cookie_name)
+    session = cookie.value
+    # Every spelling of `channels` Appwrite would read is checked; only the checked ones go upstream.
+    handshake = read_handshake(request.rel_url.raw_query_string)
+    denied = denied_channels(handshake.channels, settings.relay_channels_allow)
     if denied:
-        raise ProblemError("channel_not_allowed", f"Channels not allowed here: {', '.join(denied)}.")
+        raise ProblemError("channel_not_allowed", f"Channels not allowed here: {shown(denied)}.")
     fingerprinter = app[FINGERPRINTER]
-    session_fingerprint = fingerprinter.of(session)
+    session_fingerprint = fingerprinter.of_session(cookie.secret)
     fields: dict[str, object] = {
         "client_ip": request[CLIENT_IP],
         "origin": request.headers.get("Origin"),
         "session_hash": fingerprinter.short(session_fingerprint),
     }
-    if len(app[RELAYS]) >= settings.relay_max_sockets:
-        raise ProblemError("upstream_saturated", "This replica relays as many sockets as it may.", {"Retry-After": "5"})
-    limits = app[EXCHANGE_LIMITS]
-    admission = await limits.admit(request[CLIENT_IP], session_fingerprint)
-    try:
-        async with app[UPSTREAM_GUARD].call():
-            user_id = await app[APPWRITE].get_account_id(session)
-    except UpstreamError as error:
-        if error.code == "session_invalid":
-            await limits.rejected(admission)
-        raise
-    await limits.issued(admission, user_id)
-    fields["user_id"] = user_id
+    ip_key = limit_key_for_ip(request[CLIENT_IP], settings.ipv6_prefix_length)
+    # Checked and counted with no await in between, and given back however the handshake or the
+    # socket ends (refused, failed, cancelled, closed): handshakes in flight cannot overshoot a cap.
+    with app[RELAY_SLOTS].reserve(ip_key, session_fingerprint) as slot:
+        await limits.admit_session(admission, session_fingerprint, cookie.user_id)
+        try:
+            async with app[UPSTREAM_GUARD].call():
+                user_id = await app[APPWRITE].get_account_id(session)
+        except UpstreamError as error:
+            if error.code == "session_invalid":
+                await limits.rejected(admission)
+            raise
+        await limits.issued(admission, user_id)
+        slot.claim_user(user_id)
+        fields["user_id"] = user_id
 
-    upstream = await _connect_upstream(request, session, query)
-    # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
-    # sends from cancellation, which would let a client that stops reading pin the relay forever.
-    client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
-    client.headers["X-Request-ID"] = request[REQUEST_ID]
-    await client.prepare(request)
-    await Relay(request, client, upstream, session, fields).run()
+        upstream = await _connect_upstream(request, session, handshake)
+        # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
+        # sends from cancellation, which would let a client that stops reading pin the relay forever.
+        client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
+        client.headers["X-Request-ID"] = request[REQUEST_ID]
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close()
+            raise
+        await Relay(request, client, upstream, session, fields).run()
     return client
 
 
 async def _connect_upstream(
-    request: web.Request, session: str, query: dict[str, list[str]]
+    request: web.Request, session: str, handshake: Handshake
 ) -> aiohttp.ClientWebSocketResponse:
     settings = request.app[SETTINGS]
     try:
         async with asyncio.timeout(settings.upstream_timeout_seconds):
             return await request.app[RELAY_HTTP].ws_connect(
-                upstream_url(settings.appwrite_endpoint, settings.project_id, query),
+                # Already percent-encoded, one spelling per key: yarl must not requote it.
+                URL(upstream_url(settings.appwrite_endpoint, settings.project_id, handshake), encoded=True),
                 headers={
                     "X-Appwrite-Session": session,
                     "X-Appwrite-Project": settings.project_id,
@@ -226,46 +222,17 @@ class Relay:
 
     async def _to_appwrite(self) -> None:
         async for message in self._client:
-            if message.type is WSMsgType.TEXT:
-                refusal = self._screen(message.data)
-                if refusal == "drop":
-                    continue
-                if refusal is not None:
-                    await self._send_client_str(refusal)
-                    continue
-                await self._upstream.send_str(message.data)
-                self._count("to_appwrite", len(message.data))
-            elif message.type is WSMsgType.BINARY:
-                await self._upstream.send_bytes(message.data)
-                self._count("to_appwrite", len(message.data))
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            # Binary frames are screened exactly like text ones (Appwrite decodes both as JSON), and
+            # what goes upstream is always the text the relay re-encoded from what it read.
+            verdict = screen_frame(message.data, self._patterns)
+            if verdict.reply is not None:
+                await self._send_client_str(verdict.reply)
+            elif verdict.forward is not None:
+                await self._upstream.send_str(verdict.forward)
+                self._count("to_appwrite", len(verdict.forward))
         self._end("client_closed", WSCloseCode.OK)
-
-    def _screen(self, text: str) -> str | None:
-        """None to forward; "drop" for frames the relay owns; an error frame for refused ones."""
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(frame, dict):
-            return None
-        kind = frame.get("type")
-        if kind == "authentication":
-            # The relay owns authentication: a page must not switch the socket to another session.
-            return "drop"
-        if kind == "subscribe" and self._patterns:
-            channels = [
-                channel
-                for item in frame.get("data") or []
-                if isinstance(item, dict)
-                for channel in item.get("channels") or []
-                if isinstance(channel, str)
-            ]
-            denied = channels_allowed(channels, self._patterns)
-            if denied:
-                return json.dumps(
-                    {"type": "error", "data": {"code": 1008, "message": f"Channel not allowed: {', '.join(denied)}"}}
-                )
-        return None
 
     async def _to_client(self) -> None:
         async for message in self._upstream:

@@ -11,7 +11,7 @@ import pytest
 
 from service import relay as relay_module
 from service.keys import LIFECYCLE
-from service.relay import upstream_url
+from service.relay_policy import read_handshake, upstream_url
 from tests.conftest import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
@@ -89,10 +89,11 @@ async def test_upstream_gets_the_client_ip_and_no_origin(service, emulator) -> N
     await ws.close()
 
 
-def test_upstream_url_keeps_sdk_parameters_but_never_a_jwt() -> None:
-    url = upstream_url("https://aw.example.com/v1", "p1", {"project": ["evil"], "jwt": ["x"], "channels[]": ["account"]})
-    assert url == "wss://aw.example.com/v1/realtime?project=p1&channels[]=account"
-    assert upstream_url("http://127.0.0.1:9/v1", "p", {}) == "ws://127.0.0.1:9/v1/realtime?project=p"
+def test_upstream_url_is_the_project_and_the_channels_never_a_jwt() -> None:
+    handshake = read_handshake("project=evil&jwt=x&channels[]=account&channels[0]=files&evil=1")
+    url = upstream_url("https://aw.example.com/v1", "p1", handshake)
+    assert url == "wss://aw.example.com/v1/realtime?project=p1&channels[]=account&channels[]=files"
+    assert upstream_url("http://127.0.0.1:9/v1", "p", read_handshake("")) == "ws://127.0.0.1:9/v1/realtime?project=p"
 
 
 @pytest.mark.parametrize(
