@@ -55,8 +55,15 @@ async def _slow_exchange(
     task = asyncio.create_task(
         http.post(f"{service_url}/v1/realtime/token", headers={"X-CSRF": "1", "Cookie": f"a_session_{PROJECT}={cookie}"})
     )
-    await asyncio.sleep(0.5)
-    return task
+    # In flight once Appwrite has it (the emulator records a call as it arrives, before any fault).
+    # Asked on a session of its own: `http` may have a single connection, which the exchange holds.
+    async with aiohttp.ClientSession() as control:
+        for _ in range(200):
+            async with control.get(f"{emulator_url}/_emulator/requests", params={"path": "/v1/account/jwts"}) as r:
+                if await r.json():
+                    return task
+            await asyncio.sleep(0.05)
+    raise AssertionError("the exchange never reached Appwrite")
 
 
 async def test_sigterm_lets_in_flight_exchanges_finish() -> None:
