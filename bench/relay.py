@@ -14,8 +14,16 @@ from bench.exchange import service_env
 from bench.procs import PYTHON, Child, Children, Cores, free_port, raise_open_files_limit, wait_http
 from bench.upstream import PROJECT, Session, create_sessions, start_emulator
 
-# The relay's own limits are switched off for the run (its per-IP connect limit would refuse us).
-RELAY_LIMITS = {"RATE_LIMIT_IP": "off", "RATE_LIMIT_SESSION": "off", "RATE_LIMIT_USER": "off"}
+# The relay's own limits are switched off for the run (its per-IP connect limit would refuse us),
+# and so are its per-caller socket caps: one load generator holds every socket, from one IP.
+RELAY_LIMITS = {
+    "RATE_LIMIT_IP": "off",
+    "RATE_LIMIT_SESSION": "off",
+    "RATE_LIMIT_USER": "off",
+    "RELAY_MAX_SOCKETS_PER_IP": "1000000",
+    "RELAY_MAX_SOCKETS_PER_SESSION": "1000000",
+    "RELAY_MAX_SOCKETS_PER_USER": "1000000",
+}
 # Upstream connections the shipped default allows per process (UPSTREAM_MAX_CONCURRENCY).
 SHIPPED_UPSTREAM_CONCURRENCY = 64
 

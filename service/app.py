@@ -23,6 +23,7 @@ from service.keys import (
     METRICS,
     READINESS_CHECKS,
     RELAY_HTTP,
+    RELAY_SLOTS,
     RELAYS,
     SETTINGS,
     STATE,
@@ -33,6 +34,7 @@ from service.metrics import Metrics
 from service.middlewares import request_context
 from service.redis_state import RedisState
 from service.relay import RELAY_PATH, relay
+from service.relay_slots import RelaySlots
 from service.settings import Settings
 from service.state import State, redis_client
 from service.upstream_guard import UpstreamGuard
@@ -58,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
     app[RELAYS] = set()
+    app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
     app[LOGGED_ONCE] = set()
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_state)
@@ -83,7 +86,11 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 async def _state(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[SETTINGS], app[METRICS]
     client = redis_client(settings.redis_url) if settings.redis_url else None
-    state = State(RedisState(client) if client else None, on_fallback_change=metrics.set_fallback)
+    state = State(
+        RedisState(client) if client else None,
+        on_fallback_change=metrics.set_fallback,
+        max_entries=settings.memory_state_max_entries,
+    )
     app[STATE] = state
     app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])
     app[READINESS_CHECKS]["state"] = state.readiness

@@ -72,10 +72,13 @@ export function nextStep(problem: ExchangeProblem): NextStep {
     case "upstream_timeout":
     case "upstream_bad_response":
     case "internal_error":
+    case "request_timeout":
       return "retry-later";
     case "csrf_header_missing":
     case "origin_not_allowed":
     case "body_too_large":
+    case "bad_request":
+    case "headers_too_large":
       return "fix-the-page";
     case "user_blocked":
       return "give-up";
