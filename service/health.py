@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from service.appwrite_client import probe_version
-from service.keys import HTTP, LIFECYCLE, READINESS_CHECKS, SETTINGS
+from service.keys import APPWRITE, HTTP, LIFECYCLE, READINESS_CHECKS, SETTINGS
 
 _PROBE_CACHE_SECONDS = 5.0
 _PROBE_TIMEOUT_SECONDS = 1.0
@@ -49,7 +49,14 @@ class Readiness:
         checks["http_client"] = "closed" if http.closed else "ok"
         ready = ready and not http.closed
         version = await self.upstream_version(request) if ready else None
-        checks["appwrite"] = {"status": "ok", "version": version} if version else {"status": "unreachable"}
+        appwrite: dict[str, object] = {"status": "ok", "version": version} if version else {"status": "unreachable"}
+        # Appwrite may answer and still refuse every user: the project or our settings are wrong.
+        misconfigured = request.app[APPWRITE].misconfigurations.readiness() if APPWRITE in request.app else []
+        if misconfigured:
+            appwrite["misconfigured"] = misconfigured
+            if version:
+                appwrite["status"] = "misconfigured"
+        checks["appwrite"] = appwrite
         for name, check in request.app[READINESS_CHECKS].items():
             checks[name] = check()
         degraded = version is None or any(

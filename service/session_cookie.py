@@ -5,6 +5,11 @@ decodes it with utopia-php's `Store::decode`: PHP's `base64_decode($value, true)
 `json_decode`. One session has many spellings that decode alike (JSON whitespace, key order and
 escapes; base64 padding, whitespace and unused low bits), so the service keys a session by what
 decodes, never by the spelling, and refuses what Appwrite could not decode without asking it.
+
+Web frameworks that write the cookie themselves (Nuxt/h3, Express: the `cookie` and `cookie-es`
+serializers) percent-encode it, so `=` padding arrives as `%3D`, which Appwrite's strict base64
+refuses. Their own cookie readers undo that with `decodeURIComponent`, and so does the service
+before it forwards the value: exactly that decoding, nothing looser.
 """
 
 from __future__ import annotations
@@ -29,13 +34,16 @@ _PHP_JSON_DEPTH = 512
 _PHP_BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
 # After whitespace: the standard alphabet, then at most two `=`, with nothing after them.
 _PHP_STRICT_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# A run of percent-escapes, or a `%` that does not start one (which decodeURIComponent throws on).
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|%")
 
 
 @dataclass(frozen=True)
 class Session:
-    """A session cookie Appwrite can decode. `value` is forwarded to Appwrite unchanged; `user_id`
-    is only what the cookie claims until Appwrite confirms it; `secret` identifies the session.
-    Two spellings of one session compare equal."""
+    """A session cookie Appwrite can decode. `value`, the cookie as the app's framework reads it
+    (framework_decode), is forwarded to Appwrite unchanged; `user_id` is only what the cookie
+    claims until Appwrite confirms it; `secret` identifies the session. Two spellings of one
+    session compare equal."""
 
     value: str = field(repr=False, compare=False)
     user_id: str
@@ -77,6 +85,33 @@ def _value_at(header: str, at: int, name: str) -> str | None:
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]
     return value
+
+
+def framework_decode(value: str) -> str:
+    """The cookie value as the `cookie` npm package's `parse` hands it to the app (and so to the
+    Appwrite SDK): `decodeURIComponent(value)` when it contains a `%`, the raw value when that
+    throws. DQUOTEs are already gone (cookie_value).
+
+    decodeURIComponent turns every `%XX` run into the UTF-8 text it encodes and leaves everything
+    else alone (`+` stays `+`). It throws on a `%` without two hex digits after it and on bytes that
+    are not strict UTF-8 (a truncated or overlong sequence, an encoded surrogate), and so the whole
+    value stays as it came. Python's strict UTF-8 codec refuses exactly what ECMAScript's Decode
+    refuses, and a run decodes as its characters one by one would, because a character's bytes
+    can only be escapes that follow each other.
+    """
+    if "%" not in value:
+        return value
+    try:
+        return _PERCENT_RUN.sub(_decode_escapes, value)
+    except ValueError:  # UnicodeDecodeError included: decodeURIComponent's URIError
+        return value
+
+
+def _decode_escapes(run: re.Match[str]) -> str:
+    escapes = run.group()
+    if escapes == "%":
+        raise ValueError("a '%' that starts no escape")
+    return bytes.fromhex(escapes.replace("%", "")).decode("utf-8")
 
 
 def php_strict_base64_decode(value: str) -> bytes | None:
@@ -150,11 +185,18 @@ def _php_can_hold(text: str) -> bool:
 
 
 def session_from_cookie(request: web.Request, cookie_name: str) -> Session:
-    """The session, or a problem: no cookie, or a value Appwrite could not decode (never asked)."""
+    """The session, or a problem: no cookie, or a value Appwrite could not decode (never asked).
+
+    The value is read as the app's framework reads it (framework_decode), so the session forwarded
+    is the one the app's own Appwrite calls use, whichever way the framework spelled the cookie.
+    """
     value = cookie_value(request.headers.getall(hdrs.COOKIE, ()), cookie_name)
     if not value:
         raise ProblemError("session_missing", f"The request carries no '{cookie_name}' cookie.")
-    session = decode_session_value(value)
+    decoded = framework_decode(value)
+    # Only a decoded value can hold CR or LF (a header cannot): PHP's base64 would skip them, but
+    # no client can send them in X-Appwrite-Session, so this is no session anyone could use.
+    session = None if "\r" in decoded or "\n" in decoded else decode_session_value(decoded)
     if session is None:
         raise ProblemError("session_invalid", "The session cookie is not a session Appwrite could read.")
     return session
