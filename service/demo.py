@@ -9,12 +9,14 @@ import re
 import signal
 import sys
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from service.app import create_app
 from service.demo_web import DemoSite, setup_demo
 from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
+from service.emulator.keys import REALTIME
 from service.http_server import service_runner
 from service.settings import Settings
 
@@ -72,6 +74,18 @@ def site_overrides(env: Mapping[str, str]) -> dict[str, str]:
     return overrides
 
 
+def register_demo_platforms(emulator: web.Application, host: str, public_origin: str | None) -> list[str]:
+    """The page's hosts as Web platforms of the emulated project: where it is served, and
+    (behind a proxy, DEMO_PUBLIC_ORIGIN) the host the browser sees."""
+    hostnames = [host, "localhost"]
+    if public_origin:
+        hostnames.append(urlsplit(public_origin).hostname or "")
+    platforms = emulator[REALTIME].platforms
+    for hostname in filter(None, hostnames):
+        platforms[hostname.lower()] = None
+    return list(platforms)
+
+
 async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool = False) -> int:
     host = "127.0.0.1"
     env = os.environ
@@ -88,6 +102,9 @@ async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool 
     except ValueError as error:  # SettingsError names the variable; float() names the bad value
         sys.stderr.write(f"token-exchange demo: configuration error: {error}\n")
         return 2
+    # Appwrite refuses a Realtime handshake from an origin that is not one of the project's Web
+    # platforms; the page opens Realtime itself on the JWT route, so its hosts are registered.
+    register_demo_platforms(emulator, host, overrides.get("public_origin"))
     # The page alone, or the page on the service's own origin (the default, one process for all).
     service = web.Application() if site_only else create_app(settings)
     setup_demo(

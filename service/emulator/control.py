@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service.emulator.config import EmulatorConfig
 from service.emulator.errors import AppwriteError
 from service.emulator.faults import Fault
 from service.emulator.keys import EMULATOR_CONFIG, EMULATOR_STATE, FAULTS, REALTIME, RECORDER
@@ -150,6 +151,38 @@ async def stats(request: web.Request) -> web.Response:
             "version": request.app[EMULATOR_CONFIG].version,
         }
     )
+
+
+def _platform_hostname(raw: str) -> str:
+    """A Web platform's hostname; an origin (`https://app.example.com:8443`) is cut to its host."""
+    hostname = raw.strip().lower()
+    if "://" in hostname:
+        hostname = hostname.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2].partition(":")[0]
+    try:
+        EmulatorConfig(platforms=(hostname,))
+    except ValueError as error:
+        raise _invalid(str(error)) from None
+    return hostname
+
+
+@routes.get("/_emulator/platforms")
+async def list_platforms(request: web.Request) -> web.Response:
+    return web.json_response({"hostnames": list(request.app[REALTIME].platforms)})
+
+
+@routes.post("/_emulator/platforms")
+async def add_platform(request: web.Request) -> web.Response:
+    """Register a Web platform: Realtime then accepts handshakes whose Origin has this host."""
+    hostname = _platform_hostname(_field(await _json_object(request), "hostname", str, ""))
+    request.app[REALTIME].platforms[hostname] = None
+    return web.json_response({"hostname": hostname}, status=201)
+
+
+@routes.delete("/_emulator/platforms/{hostname}")
+async def delete_platform(request: web.Request) -> web.Response:
+    if request.app[REALTIME].platforms.pop(request.match_info["hostname"].lower(), False) is False:
+        raise AppwriteError("general_argument_invalid", "No such platform.")
+    return web.Response(status=204)
 
 
 @routes.get("/_emulator/realtime/connections")

@@ -399,6 +399,7 @@ async def test_connections_record_forwarding_and_origin(emu: Emu) -> None:
     user, _, cookie = emu.signed_in()
     ws = await connect(emu, headers={"X-Appwrite-Session": cookie, "X-Forwarded-For": "203.0.113.5"})
     await receive(ws)
+    assert (await emu.control("POST", "/platforms", json={"hostname": "app.example.com"})).status == 201
     from_browser = await connect(emu, headers={"Origin": "https://app.example.com"})
     await receive(from_browser)
     relayed, direct = await (await emu.control("GET", "/realtime/connections")).json()

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from service.emulator.config import EmulatorConfig
 from service.emulator.credentials import (
     decode_session_value,
     encode_session_value,
@@ -114,7 +115,8 @@ def test_unique_ids_look_like_appwrites() -> None:
     ],
 )
 def test_channel_conversion(mode: str, user: str, channels: list[str], expected: list[str]) -> None:
-    assert convert_channels(channels, user, mode) == expected  # type: ignore[arg-type]
+    scope_actions = EmulatorConfig(mode=mode).account_action_channels  # type: ignore[arg-type]
+    assert convert_channels(channels, user, scope_actions) == expected
 
 
 def test_rebinding_account_channels() -> None:

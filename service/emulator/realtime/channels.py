@@ -13,15 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.emulator.config import Mode
-
 ACTIONS = ("create", "update", "upsert", "delete")
 # What the web SDK sends for a subscription without queries, and what Appwrite echoes back.
 SELECT_ALL = json.dumps({"method": "select", "values": ["*"]}, separators=(",", ":"))
 _SLOT_KEY = re.compile(r"\[([^\]]*)\]")
 
 
-def convert_channels(channels: Iterable[str], user_id: str, mode: Mode) -> list[str]:
+def convert_channels(channels: Iterable[str], user_id: str, scope_actions: bool) -> list[str]:
     """The channel names a connection really subscribes to, in Appwrite's order."""
     result: dict[str, None] = dict.fromkeys(channels)
     for name in list(result):
@@ -29,7 +27,7 @@ def convert_channels(channels: Iterable[str], user_id: str, mode: Mode) -> list[
         if name == "account":
             if user_id:
                 result[f"account.{user_id}"] = None
-        elif rest is not None and mode != "1.8" and rest in ACTIONS:
+        elif rest is not None and scope_actions and rest in ACTIONS:
             # Newer servers scope `account.<action>` to the user; guests keep the literal name.
             if user_id:
                 del result[name]
@@ -137,9 +135,32 @@ def php_array(mapping: Mapping[Any, str]) -> list[str] | dict[str, str]:
     return {str(key): value for key, value in mapping.items()}
 
 
+# Appwrite's RuntimeQuery::ALLOWED_QUERIES (1.9.0 and newer), in its order.
+ALLOWED_QUERIES = (
+    "equal",
+    "notEqual",
+    "lessThan",
+    "lessThanEqual",
+    "greaterThan",
+    "greaterThanEqual",
+    "isNull",
+    "isNotNull",
+    "and",
+    "or",
+    "select",
+)
+
+
+class UnsupportedQuery(ValueError):
+    """A well-formed query whose method Realtime does not evaluate."""
+
+
 def check_queries(queries: Iterable[Any]) -> list[str]:
-    """Queries as strings; ValueError for one that is not an Appwrite query (JSON with a method)."""
+    """Queries as strings; ValueError for one that is not an Appwrite query (JSON with a method),
+    UnsupportedQuery for a method outside the whitelist (nested `and`/`or` included, searched the
+    way Appwrite's convertQueries walks its stack, so the same method is named)."""
     checked = []
+    stack: list[Any] = []
     for query in queries:
         try:
             decoded = json.loads(query) if isinstance(query, str) else None
@@ -148,4 +169,59 @@ def check_queries(queries: Iterable[Any]) -> list[str]:
         if not isinstance(decoded, dict) or not isinstance(decoded.get("method"), str):
             raise ValueError(f"Invalid query: {query}")
         checked.append(query)
+        stack.append(decoded)
+    while stack:
+        item = stack.pop()
+        method = item.get("method") if isinstance(item, dict) else None
+        if method not in ALLOWED_QUERIES:
+            raise UnsupportedQuery(
+                f"Query method '{method}' is not supported in Realtime queries. Allowed: {', '.join(ALLOWED_QUERIES)}"
+            )
+        if method in ("and", "or"):
+            stack.extend(item.get("values") or [])
     return checked
+
+
+def queries_match(queries: Iterable[str], payload: dict[str, Any]) -> bool:
+    """RuntimeQuery::filter: no queries or a select("*") match everything; otherwise every query
+    must hold for the event's payload."""
+    decoded = [json.loads(query) for query in queries]
+    if not decoded or any(q.get("method") == "select" and q.get("values") == ["*"] for q in decoded):
+        return True
+    return all(_holds(query, payload) for query in decoded)
+
+
+def _same(value: Any, target: Any) -> bool:
+    return type(value) is type(target) and bool(value == target)
+
+
+def _holds(query: dict[str, Any], payload: dict[str, Any]) -> bool:
+    method, targets = query.get("method"), query.get("values") or []
+    if method == "and":
+        return all(_holds(sub, payload) for sub in targets)
+    if method == "or":
+        return any(_holds(sub, payload) for sub in targets)
+    attribute = query.get("attribute")
+    if attribute not in payload:
+        return False
+    value = payload[attribute]
+    try:
+        if method == "equal":
+            return any(_same(value, target) for target in targets)
+        if method == "notEqual":
+            return not any(_same(value, target) for target in targets)
+        if method == "lessThan":
+            return any(value < target for target in targets)
+        if method == "lessThanEqual":
+            return any(value <= target for target in targets)
+        if method == "greaterThan":
+            return any(value > target for target in targets)
+        if method == "greaterThanEqual":
+            return any(value >= target for target in targets)
+    except TypeError:
+        return False
+    if method == "isNull":
+        return value is None
+    if method == "isNotNull":
+        return value is not None
+    return False

@@ -33,6 +33,7 @@ from service.emulator.realtime.messages import (
     handle,
     parse,
 )
+from service.emulator.realtime.origin import origin_refusal
 from service.emulator.realtime.wire import encode
 from service.emulator.state import EmulatorState
 
@@ -126,21 +127,39 @@ def _handshake(
         if not state.limiter.hit(key, limit, WINDOW_SECONDS).allowed:
             raise RealtimeError(TOO_MANY_MESSAGES, "Too many requests")
 
+    # The Origin check (CSRF): only sockets that send an Origin; Appwrite's own host always passes.
+    if connection.origin:
+        # Allowed besides the project's platforms: the host the socket was opened on (1.8.1's
+        # "Current Host"; 1.9+'s `_APP_DOMAIN`) and, on self-hosted servers, `localhost` (the
+        # default `_APP_DOMAIN`). Appwrite Cloud's own domain is never a client's.
+        hostnames = [*request.app[REALTIME].platforms, request.url.host or ""]
+        if config.server != "cl-1.9.6":
+            hostnames.append("localhost")
+        refusal = origin_refusal(
+            connection.origin,
+            hostnames,
+            config.project_id,
+            loopback_aliases=config.origin_loopback_aliases,
+            tauri=config.server != "1.8.1",
+        )
+        if refusal is not None:
+            raise RealtimeError(POLICY_VIOLATION, refusal)
+
     connection.set_user(caller.user)
     user = account_model(caller.user) if caller.user is not None else None
     parsed = parse_php_query(request.query.items())
-    names = convert_channels(query_channels(parsed), connection.user_id or "", config.mode)
+    names = convert_channels(query_channels(parsed), connection.user_id or "", config.account_action_channels)
+    if not names and config.realtime_requires_url_channels:
+        raise RealtimeError(POLICY_VIOLATION, "Missing channels")
 
-    if not config.message_subscriptions:
-        if not names:
-            raise RealtimeError(POLICY_VIOLATION, "Missing channels")
+    if not config.realtime_subscription_ids:
         connection.channels = names
         return {"type": "connected", "data": {"channels": names, "user": user}}
 
     mapping: dict[Any, str] = {}
     for slot, wanted in url_subscriptions(names, parsed).items():
         try:
-            queries = check_queries(wanted.queries)
+            queries = check_queries(wanted.queries) if config.realtime_subscription_ids else wanted.queries
         except ValueError as error:
             raise RealtimeError(POLICY_VIOLATION, str(error)) from None
         subscription = Subscription(unique_id(state.now()), wanted.channels, queries)

@@ -2,7 +2,7 @@
 
 An event reaches a socket when one of the socket's channels is among the event's channels and
 one of the socket's roles is among the event's roles (or the event is for role `any`), which is
-Appwrite's `getSubscribers`. Subscription queries are kept and echoed but not evaluated.
+Appwrite's `getSubscribers`, and (1.9.0+) a subscription's queries hold for the event's payload.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from aiohttp import web
 
 from service.emulator.config import EmulatorConfig
 from service.emulator.models import iso
+from service.emulator.realtime.channels import queries_match
 from service.emulator.realtime.wire import encode
 from service.emulator.state import EmulatorState, EmulatorUser
 
@@ -55,6 +56,8 @@ class RealtimeConnection:
     # 1.8 servers keep one channel list per socket; newer ones keep subscriptions.
     channels: list[str] = field(default_factory=list)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    # 1.9.5+: presence documents this socket upserted, by ID (dropped with the socket).
+    presences: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed_at: float | None = None
     error: dict[str, Any] | None = None
     socket: web.WebSocketResponse | None = None
@@ -92,6 +95,8 @@ class RealtimeHub:
         self._open: dict[str, RealtimeConnection] = {}
         self._history: deque[RealtimeConnection] = deque(maxlen=MAX_HISTORY)
         self.connects = 0
+        # The project's Web platforms (hostnames) the Origin check accepts; starts from the config.
+        self.platforms: dict[str, None] = dict.fromkeys(config.platforms)
 
     def attempted(self, connection: RealtimeConnection) -> None:
         """Every handshake is remembered, refused ones too, so tests can see what was sent."""
@@ -141,8 +146,12 @@ class RealtimeHub:
             if "any" not in roles and not roles & connection.roles:
                 continue
             frame = dict(data)
-            if self._config.message_subscriptions:
-                matched = [s.id for s in connection.subscriptions.values() if wanted & set(s.channels)]
+            if self._config.realtime_subscription_ids:
+                matched = [
+                    s.id
+                    for s in connection.subscriptions.values()
+                    if wanted & set(s.channels) and queries_match(s.queries, payload)
+                ]
                 if not matched:
                     continue
                 frame["subscriptions"] = matched

@@ -13,8 +13,13 @@ from typing import Any
 
 from service.emulator.config import EmulatorConfig
 from service.emulator.credentials import unique_id
-from service.emulator.models import account_model
-from service.emulator.realtime.channels import check_queries, convert_channels, rebind_account_channels
+from service.emulator.models import account_model, iso
+from service.emulator.realtime.channels import (
+    UnsupportedQuery,
+    check_queries,
+    convert_channels,
+    rebind_account_channels,
+)
 from service.emulator.realtime.hub import RealtimeConnection, Subscription
 from service.emulator.state import EmulatorState
 
@@ -54,6 +59,8 @@ def handle(
     """The answer frame to one client frame; RealtimeError for an `error` frame."""
     kind = message.get("type", "invalid")
     handlers = _HANDLERS if config.message_subscriptions else _LEGACY_HANDLERS
+    if config.presence_frames:
+        handlers = {**handlers, "presence": _presence}
     if not isinstance(kind, str) or kind not in handlers:
         raise RealtimeError(FORMAT_INVALID, "Message type is not valid.")
     return handlers[kind](message, connection, state, config)
@@ -85,11 +92,11 @@ def _authenticate(
     user = found[0]
     previous = connection.user_id or ""
     connection.set_user(user)
-    if config.message_subscriptions:
+    if config.realtime_subscription_ids:
         for subscription in connection.subscriptions.values():
             subscription.channels = rebind_account_channels(subscription.channels, previous, user.id)
     else:
-        connection.channels = convert_channels(connection.channels, user.id, config.mode)
+        connection.channels = convert_channels(connection.channels, user.id, config.account_action_channels)
     return {
         "type": "response",
         "data": {"to": "authentication", "success": True, "user": account_model(user)},
@@ -104,14 +111,20 @@ def _subscribe(
 ) -> dict[str, Any]:
     items = _items(message)
     _check_subscribe_items(items)
-    added = []
+    # Every item is checked before any is applied, so a refused batch changes nothing.
+    parsed = []
     for item in items:
-        subscription_id = item.get("subscriptionId") or unique_id(state.now())
+        subscription_id = item["subscriptionId"] if "subscriptionId" in item else unique_id(state.now())
         try:
             queries = check_queries(item.get("queries") or [])
+        except UnsupportedQuery as error:
+            raise RealtimeError(FORMAT_INVALID, f"Invalid query: {error}") from None
         except ValueError as error:
             raise RealtimeError(FORMAT_INVALID, str(error)) from None
-        converted = convert_channels(item["channels"], connection.user_id or "", config.mode)
+        converted = convert_channels(item["channels"], connection.user_id or "", config.account_action_channels)
+        parsed.append((subscription_id, converted, queries))
+    added = []
+    for subscription_id, converted, queries in parsed:
         stored = converted
         existing = connection.subscriptions.get(subscription_id)
         if existing is not None:
@@ -159,10 +172,12 @@ def _unsubscribe(
     config: EmulatorConfig,
 ) -> dict[str, Any]:
     items = _items(message)
-    if not isinstance(items, list) or not all(
-        isinstance(item, dict) and isinstance(item.get("subscriptionId"), str) for item in items
-    ):
+    if not isinstance(items, list):
         raise RealtimeError(FORMAT_INVALID, "items: Payload is not valid.")
+    if not all(isinstance(item, dict) and isinstance(item.get("subscriptionId"), str) for item in items) or any(
+        item["subscriptionId"] == "" for item in items
+    ):
+        raise RealtimeError(FORMAT_INVALID, "items: Each unsubscribe payload must include a non-empty subscriptionId.")
     results = [
         {
             "subscriptionId": item["subscriptionId"],
@@ -171,6 +186,62 @@ def _unsubscribe(
         for item in items
     ]
     return {"type": "response", "data": {"to": "unsubscribe", "success": True, "subscriptions": results}}
+
+
+_PRESENCE_STATUS_MAX = 2048
+_PRESENCE_ID_MAX = 36
+PRESENCE_TTL_SECONDS = 30 * 86400
+
+
+def _presence(
+    message: dict[str, Any],
+    connection: RealtimeConnection,
+    state: EmulatorState,
+    config: EmulatorConfig,
+) -> dict[str, Any]:
+    """Upsert this user's presence document (1.9.5+); only the frame's answer is modelled."""
+    data = message.get("data")
+    params = data if isinstance(data, dict) else {}
+    if "status" not in params:
+        raise RealtimeError(FORMAT_INVALID, "Payload is not valid. Status is required")
+    status = params["status"]
+    if not isinstance(status, str) or len(status) > _PRESENCE_STATUS_MAX:
+        raise RealtimeError(
+            FORMAT_INVALID, f"status: Value must be a valid string and at most {_PRESENCE_STATUS_MAX} chars"
+        )
+    presence_id = params.get("presenceId", "unique()")
+    if not isinstance(presence_id, str) or len(presence_id) > _PRESENCE_ID_MAX:
+        raise RealtimeError(
+            FORMAT_INVALID, f"presenceId: Value must be a valid string and at most {_PRESENCE_ID_MAX} chars"
+        )
+    permissions = params.get("permissions")
+    if permissions is not None and not (
+        isinstance(permissions, list) and all(isinstance(item, str) for item in permissions)
+    ):
+        raise RealtimeError(FORMAT_INVALID, "permissions: Permissions must be an array of strings.")
+    user_id = connection.user_id
+    if not user_id:
+        raise RealtimeError(401, "User must be authorized")
+    if presence_id == "unique()":
+        presence_id = unique_id(state.now())
+    now = iso(state.now())
+    previous = connection.presences.get(presence_id)
+    if permissions is None:
+        permissions = [f'{action}("user:{user_id}")' for action in ("read", "update", "delete")]
+    presence: dict[str, Any] = {
+        "$id": presence_id,
+        "$createdAt": previous["$createdAt"] if previous else now,
+        "$updatedAt": now,
+        "$permissions": permissions,
+        "userId": user_id,
+        "source": "realtime",
+        "status": status,
+        "expiresAt": iso(state.now() + PRESENCE_TTL_SECONDS),
+    }
+    if params.get("metadata") is not None:
+        presence["metadata"] = params["metadata"]
+    connection.presences[presence_id] = presence
+    return {"type": "response", "data": {"to": "presence", "presence": presence}}
 
 
 _HANDLERS = {
