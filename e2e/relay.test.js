@@ -62,6 +62,38 @@ test('relay on 1.9: the SDK subscribes through the service and gets events; the 
   assert.deepEqual(pageErrors, []);
 });
 
+// Modes whose Realtime takes channels only in the socket URL and refuses a socket without them
+// ("Missing channels"): the SDK's `?project=`-only socket works there only through the relay's
+// translation. The lead adds '1.9.0' once the emulator plays it.
+const URL_CHANNELS_ONLY_MODES = ['1.8'];
+
+for (const mode of URL_CHANNELS_ONLY_MODES) {
+  test(`relay on ${mode}: the SDK subscribes by frame, the relay puts its channels in the upstream URL, events arrive`, async (t) => {
+    const { demo, page, record, pageErrors } = await setUp(t, { mode });
+    const { socket, userId } = await relayedSocket(page, demo, record);
+
+    const url = new URL(socket.url);
+    assert.deepEqual([...url.searchParams.keys()], ['project'], 'the SDK names no channels in its URL');
+    await waitFor('the relay to confirm the subscription', () => subscribed(socket));
+    assert.ok(socket.sent.some((frame) => frame.type === 'subscribe'), 'the SDK subscribed by frame');
+
+    const { publicChannel } = (await pageState(page)).config;
+    const open = await waitFor('the upstream socket with the page\'s channels in its URL', async () => {
+      const sockets = await demo.control('/realtime/connections?open=1');
+      return sockets.find((c) => c.userId === userId && c.channels.includes(publicChannel));
+    });
+    assert.equal(open.forwardedFor, '127.0.0.1');
+
+    const account = await publishMarked(demo, { userId });
+    await waitForEvent(page, account.marker);
+    await waitForEvent(page, (await publishMarked(demo, { channels: [publicChannel] })).marker);
+    const events = socket.received.filter((frame) => frame.type === 'event');
+    assert.ok(events.length >= 2 && events.every((frame) => frame.data.subscriptions?.length > 0), 'events carry the SDK\'s ids');
+    assert.ok(!socket.received.some((frame) => frame.type === 'error'), 'no error frame reached the page');
+    assert.deepEqual(pageErrors, []);
+  });
+}
+
 test('relay: after sign-out the relayed socket is closed (1008) within the revalidation period', async (t) => {
   const revalidateSeconds = 1;
   const { demo, page, record } = await setUp(t, {

@@ -4,7 +4,8 @@ The browser's handshake carries the httpOnly cookie; the relay checks it, opens 
 with X-Appwrite-Session (which a browser cannot set), and passes frames both ways. No credential
 ever reaches JavaScript, and the relay closes the socket once the session ends, which Appwrite
 itself never does. What the page may ask for is decided in relay_policy (channels, frames); how
-many sockets a caller may hold, in relay_slots.
+many sockets a caller may hold, in relay_slots; how a page that subscribes by frame is served by a
+server that reads channels only from the URL (1.5-1.8, 1.9.0), in relay_translate.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from service.keys import (
     METRICS,
     RELAY_HTTP,
     RELAY_SLOTS,
+    RELAY_URL_CHANNELS,
     RELAYS,
     REQUEST_ID,
     SETTINGS,
@@ -42,7 +44,9 @@ from service.security import check_origin, limit_key_for_ip
 from service.session_cookie import session_from_cookie
 
 RELAY_PATH = "/v1/realtime"
-MAX_FRAME_BYTES = 64 * 1024
+# What a page may send: Appwrite's own cap on client frames (Swoole's package_max_length). What
+# Appwrite pushes is capped by RELAY_MAX_EVENT_BYTES instead: an event can be a whole document.
+MAX_FRAME_BYTES = 64_000
 # A client that cannot take a frame within this long is not reading: close it rather than buffer.
 SEND_TIMEOUT_SECONDS = 10.0
 # On SIGTERM, sockets close at random within this spread so clients do not reconnect all at once.
@@ -57,6 +61,15 @@ class RelayStats:
     bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
     close_reason: str | None = None
     close_code: int = WSCloseCode.OK
+
+
+def too_large(message: aiohttp.WSMessage) -> bool:
+    """aiohttp's answer to an upstream message over max_msg_size (it closes the socket with 1009)."""
+    return (
+        message.type is WSMsgType.ERROR
+        and isinstance(message.data, aiohttp.WebSocketError)
+        and message.data.code == WSCloseCode.MESSAGE_TOO_BIG
+    )
 
 
 class _SlowClient(Exception):
@@ -104,7 +117,15 @@ async def relay(request: web.Request) -> web.StreamResponse:
         slot.claim_user(user_id)
         fields["user_id"] = user_id
 
-        upstream = await _connect_upstream(request, session, handshake)
+        # A page that names no channels in its URL (web SDK >= 25) subscribes by frame; servers
+        # that take channels only in the URL (1.8.x, 1.9.0) need the relay to translate.
+        translate = not handshake.channels and await app[RELAY_URL_CHANNELS].needed(app[RELAY_HTTP])
+        if translate:
+            # That module builds on this one's Relay, so it is imported here, not at the top.
+            from service.relay_translate import BOOTSTRAP_CHANNELS, TranslatingRelay
+
+            handshake = Handshake(BOOTSTRAP_CHANNELS, ())
+        upstream = await connect_upstream(request, session, handshake)
         # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
         # sends from cancellation, which would let a client that stops reading pin the relay forever.
         client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
@@ -114,11 +135,14 @@ async def relay(request: web.Request) -> web.StreamResponse:
         except BaseException:
             await upstream.close()
             raise
-        await Relay(request, client, upstream, session, fields).run()
+        if translate:
+            await TranslatingRelay(request, client, upstream, session, fields).run()
+        else:
+            await Relay(request, client, upstream, session, fields).run()
     return client
 
 
-async def _connect_upstream(
+async def connect_upstream(
     request: web.Request, session: str, handshake: Handshake
 ) -> aiohttp.ClientWebSocketResponse:
     settings = request.app[SETTINGS]
@@ -134,7 +158,7 @@ async def _connect_upstream(
                     # so Appwrite skips its platform check and the relay's allowlist stands instead.
                     "X-Forwarded-For": request[CLIENT_IP],
                 },
-                max_msg_size=MAX_FRAME_BYTES,
+                max_msg_size=settings.relay_max_event_bytes,
                 autoping=True,
                 compress=0,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
@@ -240,7 +264,18 @@ class Relay:
                 await self._send_client_str(message.data)
             elif message.type is WSMsgType.BINARY:
                 await self._send_client_bytes(message.data)
-        code = self._upstream.close_code
+            elif too_large(message):
+                break
+        self._upstream_ended(self._upstream)
+
+    def _upstream_ended(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        """Why the socket ends when the upstream one did."""
+        code = upstream.close_code
+        if code == WSCloseCode.MESSAGE_TOO_BIG:
+            # An event over RELAY_MAX_EVENT_BYTES: it is lost, and the page is told so with 1009
+            # (not 1008), so the SDK reconnects and resubscribes.
+            self._end("event_too_large", WSCloseCode.MESSAGE_TOO_BIG)
+            return
         # Pass Appwrite's own close on (1008 stops the SDK); anything abnormal asks for a reconnect.
         sendable = code is not None and (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code < 5000)
         self._end("upstream_closed", code if sendable and code is not None else WSCloseCode.INTERNAL_ERROR)
