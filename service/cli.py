@@ -10,6 +10,7 @@ import sys
 from aiohttp import web
 
 from service.app import create_app
+from service.emulator.config import MODES
 from service.http_server import serve
 from service.log_config import AccessLogger, configure_logging
 from service.settings import Settings, SettingsError
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the emulator with a demo user plus the service")
     demo.add_argument("--port", type=int, default=8080, help="the service's port (default 8080)")
     demo.add_argument("--emulator-port", type=int, default=8081, help="the emulator's port (default 8081)")
-    demo.add_argument("--mode", choices=("cloud", "1.9", "1.8"), default="cloud", help="Appwrite to emulate")
+    demo.add_argument("--mode", choices=MODES, default="cloud", help="Appwrite to emulate (emulator README)")
     demo.add_argument(
         "--site-only",
         action="store_true",

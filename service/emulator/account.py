@@ -7,16 +7,17 @@ the route's own parameters), because callers can tell those orders apart.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import re
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from service.emulator.auth import Caller, client_ip, identify, require_account
-from service.emulator.errors import AppwriteError
+from service.emulator.errors import AppwriteError, blocked_error
 from service.emulator.keys import EMULATOR_CONFIG, EMULATOR_STATE
 from service.emulator.limits import WindowDecision
 from service.emulator.models import account_model, session_model
@@ -81,7 +82,7 @@ async def create_jwt(request: web.Request) -> web.Response:
     config = request.app[EMULATOR_CONFIG]
     state = request.app[EMULATOR_STATE]
     caller = caller_of(request)
-    user = require_account(caller)
+    user = require_account(caller, config)
 
     limit, seconds = config.jwt_limit
     headers: dict[str, str] = {}
@@ -104,6 +105,10 @@ async def create_jwt(request: web.Request) -> web.Response:
         if session is None:
             # A JWT caller on 1.9.6 and older: there is no session secret to bind the token to.
             raise AppwriteError("user_session_not_found")
+        if duration == 0 and config.zero_duration_fails:
+            # `new JWT($key, 'HS256', 0, 0)`: adhocore/jwt refuses a maxAge below 1 with a
+            # JWTException, which Appwrite's error handler turns into a bare 500.
+            raise AppwriteError("general_unknown")
     except AppwriteError as error:
         error.headers.update(headers)
         raise
@@ -114,13 +119,13 @@ async def create_jwt(request: web.Request) -> web.Response:
 
 @routes.get("/v1/account")
 async def get_account(request: web.Request) -> web.Response:
-    return web.json_response(account_model(require_account(caller_of(request))))
+    return web.json_response(account_model(require_account(caller_of(request), request.app[EMULATOR_CONFIG])))
 
 
 @routes.get("/v1/account/sessions/current")
 async def get_current_session(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    require_account(caller)
+    require_account(caller, request.app[EMULATOR_CONFIG])
     if caller.session is None:
         raise AppwriteError("user_session_not_found")
     # With an API key Appwrite shows the stored secret, which is only a hash of the real one.
@@ -133,7 +138,7 @@ async def delete_session(request: web.Request) -> web.Response:
     state = request.app[EMULATOR_STATE]
     caller = caller_of(request)
     # Logging out is in Appwrite's "mfa" group: allowed before the second factor.
-    user = require_account(caller, check_factors=False)
+    user = require_account(caller, request.app[EMULATOR_CONFIG], check_factors=False)
     wanted = request.match_info["session_id"]
     if wanted == "current":
         if caller.session is None:
@@ -143,18 +148,44 @@ async def delete_session(request: web.Request) -> web.Response:
     if session is None or session.user_id != user.id:
         raise AppwriteError("user_session_not_found")
     state.delete_session(session.id)
-    # Appwrite's empty answers still name a content type, and its SDKs read that header on every
-    # success (the Python SDK fails without it).
-    response = web.Response(status=204, headers={"Content-Type": "text/html; charset=UTF-8"})
+    response = _no_content()
     if caller.session is not None and caller.session.id == session.id:
+        if not _domain_verified(request):
+            response.headers["X-Fallback-Cookies"] = "[]"
         _expire_cookies(request, response)
     return response
+
+
+@routes.delete("/v1/account/sessions")
+async def delete_sessions(request: web.Request) -> web.Response:
+    """Every session of the caller's user; the cookies expire if the caller's own was among them."""
+    state = request.app[EMULATOR_STATE]
+    caller = caller_of(request)
+    user = require_account(caller, request.app[EMULATOR_CONFIG])
+    response = _no_content()
+    sessions = state.sessions_of(user.id)
+    for session in sessions:
+        state.delete_session(session.id)
+    if sessions and not _domain_verified(request):
+        response.headers["X-Fallback-Cookies"] = "[]"
+    if caller.session is not None and any(session.id == caller.session.id for session in sessions):
+        _expire_cookies(request, response)
+    return response
+
+
+def _no_content() -> web.Response:
+    # Appwrite's empty answers still name a content type, and its SDKs read that header on every
+    # success (the Python SDK fails without it).
+    return web.Response(status=204, headers={"Content-Type": "text/html; charset=UTF-8"})
 
 
 @routes.post("/v1/account/sessions/email")
 @routes.post("/v1/account/sessions")
 async def create_email_session(request: web.Request) -> web.Response:
     state = request.app[EMULATOR_STATE]
+    # The `session` route group: signing in while signed in is refused before anything else.
+    if not caller_of(request).is_guest:
+        raise AppwriteError("user_session_already_exists")
     given = await params(request)
     email, password = given.get("email", ""), given.get("password", "")
     if not isinstance(email, str) or not _EMAIL.fullmatch(email):
@@ -168,18 +199,49 @@ async def create_email_session(request: web.Request) -> web.Response:
     if user is None or not user.password_matches(password):
         raise AppwriteError("user_invalid_credentials")
     if not user.status:
-        raise AppwriteError("user_blocked")
+        raise blocked_error(request.app[EMULATOR_CONFIG])
     session_id, value = state.create_session(user.id, DEFAULT_SESSION_TTL, ip=client_ip(request))
     session = state.sessions[session_id]
     body = session_model(session, current=True, secret=value if has_api_key(request) else "")
     response = web.json_response(body, status=201)
     _set_cookies(request, response, value, int(session.expire))
+    if not _domain_verified(request):
+        # For clients that cannot keep third-party cookies: the same value, readable by script.
+        name, _ = _cookie_names(request)
+        # PHP's json_encode: no spaces, `/` escaped; the value is the raw (not URL-encoded) one.
+        fallback = json.dumps({name: value}, separators=(",", ":")).replace("/", "\\/")
+        response.headers["X-Fallback-Cookies"] = fallback
     return response
 
 
 @routes.get("/v1/health/version")
 async def health_version(request: web.Request) -> web.Response:
     return web.json_response({"version": request.app[EMULATOR_CONFIG].version})
+
+
+def _domain_verified(request: web.Request) -> bool:
+    """Appwrite's `domainVerification`: the caller's Origin (else Referer) has the same registrable
+    domain as the API's own host, and that domain is not empty. Without an Origin, from another
+    site, or on `localhost` and IP addresses, it is false and cookies are echoed in
+    `X-Fallback-Cookies`. The registrable domain is approximated as the last two labels (Appwrite
+    asks the public-suffix list)."""
+    origin = request.headers.get("Origin") or request.headers.get("Referer", "")
+    try:
+        origin_host = str(urlsplit(origin).hostname or "")
+    except ValueError:
+        origin_host = ""
+    own = _registrable(request.url.host or "")
+    return bool(own) and own == _registrable(origin_host)
+
+
+def _registrable(hostname: str) -> str:
+    hostname = hostname.strip(".").lower()
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        labels = hostname.split(".")
+        return ".".join(labels[-2:]) if len(labels) >= 2 and all(labels) else ""
+    return ""
 
 
 def _cookie_names(request: web.Request) -> tuple[str, str]:
@@ -201,10 +263,14 @@ def _set_cookies(request: web.Request, response: web.Response, value: str, expir
 
 
 def _expire_cookies(request: web.Request, response: web.StreamResponse) -> None:
+    """Appwrite sets both cookies to '' an hour in the past; Swoole, like PHP's setcookie, writes
+    an empty value as `deleted` with the 1970 date and Max-Age=0 (Appwrite's testSelfBlockedAccount
+    asserts `a_session_<project>=deleted`)."""
     main, legacy = _cookie_names(request)
-    gone = _http_date(int(request.app[EMULATOR_STATE].now()) - 3600)
-    response.set_cookie(legacy, "", expires=gone, path="/", httponly=True, secure=request.secure)
-    response.set_cookie(main, "", expires=gone, path="/", httponly=True, secure=request.secure, samesite="None")
+    secure = "; secure" if request.secure else ""
+    gone = "=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=0; path=/"
+    response.headers.add("Set-Cookie", f"{legacy}{gone}{secure}; httponly")
+    response.headers.add("Set-Cookie", f"{main}{gone}{secure}; httponly; samesite=None")
 
 
 def _http_date(timestamp: int) -> str:

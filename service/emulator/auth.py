@@ -2,7 +2,8 @@
 
 Order, as in Appwrite's `user` resource: the `a_session_<project>` cookie (then its `_legacy`
 twin), `X-Appwrite-Session`, `X-Fallback-Cookies`, and only then a JWT. A JWT next to a valid
-session is refused; a bad or expired JWT is an error; a JWT whose session is gone makes a guest.
+session is refused (1.9.0+; on 1.8.1 the JWT's user simply replaces the session's); a bad or
+expired JWT is an error; a JWT whose session is gone makes a guest.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from service.emulator.config import EmulatorConfig
 from service.emulator.credentials import decode_session_value
-from service.emulator.errors import AppwriteError
+from service.emulator.errors import AppwriteError, blocked_error
 from service.emulator.state import EmulatorSession, EmulatorState, EmulatorUser
 from service.emulator.tokens import TokenInvalid, verify
 
@@ -80,7 +82,7 @@ def identify(
         found = state.verify_session_value(value)
     if not jwt_token:
         return Caller(found[0], found[1], False) if found else Caller(None, None, False)
-    if found is not None:
+    if found is not None and config.refuses_jwt_with_session:
         raise AppwriteError("user_jwt_and_cookie_set")
     try:
         claims = verify(jwt_token, config.jwt_secret, state.now())
@@ -95,16 +97,20 @@ def identify(
         and not state.session_alive(user.id, session_id, unexpired=config.jwt_needs_unexpired_session)
     ):
         user = None
-    return Caller(user, None, True)
+    # 1.8.1 only (newer servers refused above): the JWT's user wins, but the session secret is still
+    # in Appwrite's store, so it counts for routes that verify it (such as minting) if it is one
+    # of that user's sessions.
+    session = found[1] if found is not None and user is not None and found[0].id == user.id else None
+    return Caller(user, session, True)
 
 
-def require_account(caller: Caller, *, check_factors: bool = True) -> EmulatorUser:
+def require_account(caller: Caller, config: EmulatorConfig, *, check_factors: bool = True) -> EmulatorUser:
     """The user behind an `account`-scoped call, after Appwrite's scope, status and MFA checks."""
     user = caller.user
     if user is None:
         raise AppwriteError("general_unauthorized_scope", 'User (role: guests) missing scopes (["account"])')
     if not user.status:
-        raise AppwriteError("user_blocked")
+        raise blocked_error(config)
     session = caller.session
     if check_factors and session is not None and len(session.factors) < user.minimum_factors:
         raise AppwriteError("user_more_factors_required")

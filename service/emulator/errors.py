@@ -1,7 +1,9 @@
 """Appwrite's error catalogue and its JSON error body, as the real server renders them.
 
 The status codes and default messages come from Appwrite's `app/config/errors.php`; the body is
-`{"message", "code", "version", "type"}` in that order, like its production error handler.
+`{"message", "code", "type", "version"}` in that order: the production error handler builds
+message, code, version, type, but the response goes through the `Error` model, whose rules
+(message, code, type, version) fix the order on the wire (src/Appwrite/Utopia/Response/Model/Error.php).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aiohttp import web
+
+from service.emulator.config import EmulatorConfig
 
 # type -> (HTTP status, default message)
 CATALOGUE: Mapping[str, tuple[int, str]] = {
@@ -50,6 +54,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "user_blocked": (403, "The current user has been blocked."),
     "user_invalid_credentials": (401, "Invalid credentials. Please check the email and password."),
     "user_session_not_found": (404, "The current user session could not be found."),
+    "user_session_already_exists": (401, "Creation of a session is prohibited when a session is active."),
     "user_more_factors_required": (
         401,
         "More factors are required to complete the sign in process.",
@@ -116,8 +121,21 @@ def type_for_status(status: int) -> str:
     return "general_server_error" if status >= 500 else "general_bad_request"
 
 
+def blocked_error(config: EmulatorConfig) -> AppwriteError:
+    """`user_blocked` as the server generation renders it: 1.8.1 has 401 and a longer message."""
+    if config.blocked_status == 401:
+        return AppwriteError("user_blocked", _BLOCKED_MESSAGE_1_8, status=401)
+    return AppwriteError("user_blocked")
+
+
+_BLOCKED_MESSAGE_1_8 = (
+    "The current user has been blocked. You can unblock the user by making a request to the User "
+    "API's \"Update User Status\" endpoint or in the Appwrite Console's Auth section."
+)
+
+
 def error_body(error: AppwriteError, version: str) -> dict[str, object]:
-    return {"message": error.message, "code": error.status, "version": version, "type": error.type}
+    return {"message": error.message, "code": error.status, "type": error.type, "version": version}
 
 
 def error_response(error: AppwriteError, version: str) -> web.Response:

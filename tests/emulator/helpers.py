@@ -28,13 +28,13 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
     return model.model_validate(body)
 
 
-async def assert_error(response: Any, status: int, type_: str, version: str = "1.10.0") -> dict[str, Any]:
+async def assert_error(response: Any, status: int, type_: str, version: str = "1.9.6") -> dict[str, Any]:
     """An Appwrite error body, readable the way the SDK's client reads it."""
     text = await response.text()
     assert response.status == status, text
     assert response.content_type == "application/json"
     body = json.loads(text)
-    assert list(body) == ["message", "code", "version", "type"]
+    assert list(body) == ["message", "code", "type", "version"]
     assert body["code"] == status
     assert body["type"] == type_
     assert body["version"] == version

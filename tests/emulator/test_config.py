@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from service.emulator import EmulatorConfig
-from service.emulator.config import DEFAULT_API_KEY, DEFAULT_JWT_SECRET
+from service.emulator.config import DEFAULT_API_KEY, DEFAULT_JWT_SECRET, MODES, SERVER_OF, SERVERS
 
 
 def test_defaults_are_a_working_cloud_project() -> None:
     config = EmulatorConfig()
-    assert (config.project_id, config.mode, config.version) == ("demo", "cloud", "1.10.0")
+    assert (config.project_id, config.mode, config.server, config.version) == ("demo", "cloud", "cl-1.9.6", "1.9.6")
     assert (config.jwt_secret, config.api_key) == (DEFAULT_JWT_SECRET, DEFAULT_API_KEY)
     assert len(config.jwt_secret.encode()) >= 32  # long enough for HS256 without warnings
     assert config.jwt_rate_limit is None
@@ -20,8 +20,13 @@ def test_defaults_are_a_working_cloud_project() -> None:
 @pytest.mark.parametrize(
     ("mode", "version", "limit", "duration", "jwt_query", "subscriptions"),
     [
-        ("cloud", "1.10.0", (120, 60), True, True, True),
+        ("main", "1.9.6", (120, 60), True, True, True),
+        ("cl-1.9.6", "1.9.6", (120, 60), True, True, True),
+        ("cloud", "1.9.6", (120, 60), True, True, True),
+        ("1.9.6", "1.9.6", (120, 60), True, False, True),
         ("1.9", "1.9.6", (120, 60), True, False, True),
+        ("1.9.0", "1.9.0", (120, 60), True, False, False),
+        ("1.8.1", "1.8.1", (100, 3600), False, False, False),
         ("1.8", "1.8.1", (100, 3600), False, False, False),
     ],
 )
@@ -34,6 +39,47 @@ def test_mode_facts(
     assert config.honours_duration is duration
     assert config.realtime_reads_jwt_query is jwt_query
     assert config.message_subscriptions is subscriptions
+
+
+@pytest.mark.parametrize(
+    ("mode", "server", "denies_jwt_minting", "needs_unexpired", "refuses_both", "blocked", "url_channels", "presence"),
+    [
+        ("main", "main", True, True, True, 403, False, True),
+        ("cl-1.9.6", "cl-1.9.6", False, False, True, 403, False, True),
+        ("cloud", "cl-1.9.6", False, False, True, 403, False, True),
+        ("1.9.6", "1.9.6", False, False, True, 403, False, True),
+        ("1.9", "1.9.6", False, False, True, 403, False, True),
+        ("1.9.0", "1.9.0", False, False, True, 403, True, False),
+        ("1.8.1", "1.8.1", False, False, False, 401, True, False),
+        ("1.8", "1.8.1", False, False, False, 401, True, False),
+    ],
+)
+def test_server_flags(
+    mode: str,
+    server: str,
+    denies_jwt_minting: bool,
+    needs_unexpired: bool,
+    refuses_both: bool,
+    blocked: int,
+    url_channels: bool,
+    presence: bool,
+) -> None:
+    config = EmulatorConfig(mode=mode)  # type: ignore[arg-type]
+    assert config.server == server
+    assert config.refuses_jwt_minting_with_jwt is denies_jwt_minting
+    assert config.jwt_needs_unexpired_session is needs_unexpired
+    assert config.refuses_jwt_with_session is refuses_both
+    assert config.blocked_status == blocked
+    assert config.zero_duration_fails is config.honours_duration
+    assert config.realtime_requires_url_channels is url_channels
+    assert config.presence_frames is presence
+    assert config.account_action_channels is presence
+
+
+def test_every_mode_is_accepted_from_the_environment() -> None:
+    for mode in MODES:
+        assert EmulatorConfig.from_env({"EMULATOR_MODE": mode}).mode == mode
+    assert {SERVER_OF[mode] for mode in MODES} == set(SERVERS)
 
 
 def test_the_jwt_limit_can_be_overridden() -> None:

@@ -130,7 +130,7 @@ async def test_stats_count_per_route(emu: Emu) -> None:
         "DELETE /v1/account/sessions/{session_id}": 1,
     }
     assert stats["jwtsIssued"] == 4
-    assert (stats["mode"], stats["version"]) == ("cloud", "1.10.0")
+    assert (stats["mode"], stats["version"]) == ("cloud", "1.9.6")
 
 
 async def test_reset_clears_faults_limits_and_recordings_but_keeps_accounts(emu_factory: EmuFactory) -> None:

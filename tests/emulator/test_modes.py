@@ -1,4 +1,4 @@
-"""What differs between Appwrite Cloud, self-hosted 1.9.6 and 1.5-1.8 servers."""
+"""What differs between `main`, the Cloud line (cl-1.9.6), self-hosted 1.9.6, 1.9.0 and 1.8.1."""
 
 from __future__ import annotations
 
@@ -8,14 +8,26 @@ from tests.emulator.conftest import EmuFactory
 from tests.emulator.helpers import assert_error, claims
 
 
-@pytest.mark.parametrize(("mode", "version"), [("cloud", "1.10.0"), ("1.9", "1.9.6"), ("1.8", "1.8.1")])
+@pytest.mark.parametrize(
+    ("mode", "version"),
+    [
+        ("main", "1.9.6"),
+        ("cl-1.9.6", "1.9.6"),
+        ("cloud", "1.9.6"),
+        ("1.9.6", "1.9.6"),
+        ("1.9", "1.9.6"),
+        ("1.9.0", "1.9.0"),
+        ("1.8.1", "1.8.1"),
+        ("1.8", "1.8.1"),
+    ],
+)
 async def test_each_mode_reports_its_version(emu_factory: EmuFactory, mode: str, version: str) -> None:
     emu = await emu_factory(mode=mode)
     assert await (await emu.client.get("/v1/health/version")).json() == {"version": version}
     await assert_error(await emu.mint(None), 401, "general_unauthorized_scope", version=version)
 
 
-@pytest.mark.parametrize("duration", [60, 3600, 99999, -5])
+@pytest.mark.parametrize("duration", [0, 60, 3600, 99999, -5])
 async def test_old_servers_ignore_the_duration(emu_factory: EmuFactory, duration: int) -> None:
     emu = await emu_factory(mode="1.8")
     _, _, cookie = emu.signed_in()
@@ -24,7 +36,7 @@ async def test_old_servers_ignore_the_duration(emu_factory: EmuFactory, duration
     assert claims((await response.json())["jwt"])["exp"] - emu.clock.now == pytest.approx(900, abs=1)
 
 
-@pytest.mark.parametrize("mode", ["cloud", "1.9"])
+@pytest.mark.parametrize("mode", ["main", "cloud", "1.9", "1.9.0"])
 async def test_newer_servers_honour_the_duration(emu_factory: EmuFactory, mode: str) -> None:
     emu = await emu_factory(mode=mode)
     _, _, cookie = emu.signed_in()
@@ -32,7 +44,10 @@ async def test_newer_servers_honour_the_duration(emu_factory: EmuFactory, mode: 
     assert claims(token)["exp"] == int(emu.clock.now) + 60
 
 
-@pytest.mark.parametrize(("mode", "limit", "window"), [("cloud", 120, 60), ("1.9", 120, 60), ("1.8", 100, 3600)])
+@pytest.mark.parametrize(
+    ("mode", "limit", "window"),
+    [("main", 120, 60), ("cloud", 120, 60), ("1.9", 120, 60), ("1.9.0", 120, 60), ("1.8", 100, 3600)],
+)
 async def test_the_per_user_jwt_limit(emu_factory: EmuFactory, mode: str, limit: int, window: int) -> None:
     emu = await emu_factory(mode=mode)
     _, _, cookie = emu.signed_in()
@@ -74,8 +89,10 @@ async def test_the_limit_can_be_lowered_or_switched_off(emu_factory: EmuFactory)
 @pytest.mark.parametrize(
     ("mode", "status", "type_"),
     [
-        ("cloud", 403, "user_jwt_creation_denied"),
+        ("main", 403, "user_jwt_creation_denied"),
+        ("cloud", 404, "user_session_not_found"),
         ("1.9", 404, "user_session_not_found"),
+        ("1.9.0", 404, "user_session_not_found"),
         ("1.8", 404, "user_session_not_found"),
     ],
 )
@@ -87,9 +104,11 @@ async def test_minting_with_a_jwt(emu_factory: EmuFactory, mode: str, status: in
     await assert_error(response, status, type_, version=emu.config.version)
 
 
-@pytest.mark.parametrize(("mode", "status"), [("cloud", 401), ("1.9", 200), ("1.8", 200)])
+@pytest.mark.parametrize(
+    ("mode", "status"), [("main", 401), ("cloud", 200), ("1.9", 200), ("1.9.0", 200), ("1.8", 200)]
+)
 async def test_a_jwt_of_an_expired_session(emu_factory: EmuFactory, mode: str, status: int) -> None:
-    """Newer servers drop a JWT whose session has expired; 1.9.6 only checks the session exists."""
+    """`main` drops a JWT whose session has expired; the Cloud line and 1.9.6 only check it exists."""
     emu = await emu_factory(mode=mode)
     user = emu.state.create_user("ada@example.com", "password-123")
     _, cookie = emu.state.create_session(user.id, ttl_seconds=30)
