@@ -65,7 +65,7 @@ test('relay on 1.9: the SDK subscribes through the service and gets events; the 
 // Modes whose Realtime takes channels only in the socket URL and refuses a socket without them
 // ("Missing channels"): the SDK's `?project=`-only socket works there only through the relay's
 // translation. The lead adds '1.9.0' once the emulator plays it.
-const URL_CHANNELS_ONLY_MODES = ['1.8'];
+const URL_CHANNELS_ONLY_MODES = ['1.8', '1.9.0'];
 
 for (const mode of URL_CHANNELS_ONLY_MODES) {
   test(`relay on ${mode}: the SDK subscribes by frame, the relay puts its channels in the upstream URL, events arrive`, async (t) => {

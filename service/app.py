@@ -24,6 +24,7 @@ from service.keys import (
     READINESS_CHECKS,
     RELAY_HTTP,
     RELAY_SLOTS,
+    RELAY_URL_CHANNELS,
     RELAYS,
     SETTINGS,
     STATE,
@@ -35,6 +36,7 @@ from service.middlewares import request_context
 from service.redis_state import RedisState
 from service.relay import RELAY_PATH, relay
 from service.relay_slots import RelaySlots
+from service.relay_translate import UrlChannels
 from service.settings import Settings
 from service.state import State, redis_client
 from service.upstream_guard import UpstreamGuard
@@ -61,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
     app[RELAYS] = set()
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
+    app[RELAY_URL_CHANNELS] = UrlChannels(settings)
     app[LOGGED_ONCE] = set()
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_state)
@@ -111,7 +114,7 @@ async def _announce(app: web.Application) -> None:
         token_ttl_seconds=settings.token_ttl_seconds,
         state_backend=app[STATE].backend,
         allowed_origins=sorted(settings.allowed_origins),
-        jwt_signature_checked=settings.appwrite_jwt_secret is not None,
+        jwt_signature_checked=bool(settings.appwrite_jwt_secrets),
     )
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from service.metrics import Metrics
     from service.relay import Relay
     from service.relay_slots import RelaySlots
+    from service.relay_translate import UrlChannels
     from service.settings import Settings
     from service.state import State
     from service.upstream_guard import UpstreamGuard
@@ -41,5 +42,7 @@ UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
 RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
 # Relayed-socket slots: the process cap and each client IP's, session's and user's share.
 RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
+# Whether the relay puts a page's channels into the upstream URL (servers 1.8.x and 1.9.0).
+RELAY_URL_CHANNELS: web.AppKey[UrlChannels] = web.AppKey("relay_url_channels")
 # Configuration warnings already logged by this process (each is logged once, not per request).
 LOGGED_ONCE: web.AppKey[set[str]] = web.AppKey("logged_once")

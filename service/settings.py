@@ -38,7 +38,8 @@ class Settings:
     port: int = 8080
     upstream_timeout_seconds: float = 3.0
     trusted_proxies: tuple[IpNetwork, ...] = ()
-    appwrite_jwt_secret: str | None = field(default=None, repr=False)
+    # Instance keys a minted token may be signed with (several while one is rotated); () = unchecked.
+    appwrite_jwt_secrets: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "info"
     log_format: Literal["json", "console"] = "json"
     drain_timeout_seconds: float = 20.0
@@ -58,6 +59,13 @@ class Settings:
     relay_max_sockets_per_user: int = 20
     relay_max_sockets_per_session: int = 10
     relay_max_sockets_per_ip: int = 100
+    # Whether the relay must put a page's channels into the upstream URL itself (servers 1.8.x and
+    # 1.9.0 refuse a socket without them); `auto` asks Appwrite its version.
+    relay_channels_in_url: Literal["auto", "yes", "no"] = "auto"
+    # Largest event the relay passes from Appwrite to a page. Appwrite caps only what clients send;
+    # an event carries a whole document, which can hold megabytes of text. 16 MiB fits those while
+    # bounding what one socket can make the relay hold in memory at once (one message at a time).
+    relay_max_event_bytes: int = 16 * 1024 * 1024
     # What a request may cost before it is authenticated: time to send its headers and body,
     # and the bytes of all its header lines together.
     request_read_timeout_seconds: float = 10.0
@@ -100,7 +108,7 @@ class Settings:
             port=reader.integer("PORT", 8080, 1, 65535),
             upstream_timeout_seconds=reader.number("UPSTREAM_TIMEOUT_SECONDS", 3.0, 0.05, 60.0),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
-            appwrite_jwt_secret=reader.optional("APPWRITE_JWT_SECRET"),
+            appwrite_jwt_secrets=reader.secrets("APPWRITE_JWT_SECRET"),
             log_level=reader.choice("LOG_LEVEL", "info", _LOG_LEVELS),
             log_format="console" if reader.choice("LOG_FORMAT", "json", ("json", "console")) == "console" else "json",
             drain_timeout_seconds=reader.number("DRAIN_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
@@ -119,11 +127,20 @@ class Settings:
             relay_max_sockets_per_user=reader.integer("RELAY_MAX_SOCKETS_PER_USER", 20, 1, 1_000_000),
             relay_max_sockets_per_session=reader.integer("RELAY_MAX_SOCKETS_PER_SESSION", 10, 1, 1_000_000),
             relay_max_sockets_per_ip=reader.integer("RELAY_MAX_SOCKETS_PER_IP", 100, 1, 1_000_000),
+            relay_channels_in_url=_channels_in_url(reader.choice("APPWRITE_REALTIME_CHANNELS_IN_URL", "auto", _IN_URL)),
+            relay_max_event_bytes=reader.integer("RELAY_MAX_EVENT_BYTES", 16 * 1024 * 1024, 64_000, 1024 * 1024 * 1024),
             request_read_timeout_seconds=reader.number("REQUEST_READ_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
             max_request_header_bytes=reader.integer("MAX_REQUEST_HEADER_BYTES", 64 * 1024, 8 * 1024, 1024 * 1024),
             ipv6_prefix_length=reader.integer("IPV6_PREFIX_LENGTH", 64, 1, 128),
             memory_state_max_entries=reader.integer("MEMORY_STATE_MAX_ENTRIES", 100_000, 100, 100_000_000),
         )
+
+
+_IN_URL = ("auto", "yes", "no")
+
+
+def _channels_in_url(value: str) -> Literal["auto", "yes", "no"]:
+    return "yes" if value == "yes" else "no" if value == "no" else "auto"
 
 
 class _Reader:
@@ -213,6 +230,16 @@ class _Reader:
             return parse_rate_limit(self.text(name, default))
         except ValueError as error:
             raise SettingsError(name, str(error)) from None
+
+    def secrets(self, name: str) -> tuple[str, ...]:
+        """Comma-separated secrets, in order, without repeats; empty entries are skipped."""
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        found = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+        if not found:
+            raise SettingsError(name, "lists no secret; give one or more comma-separated instance keys, or unset it")
+        return found
 
     def patterns(self, name: str) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.text(name, "").split(",") if p.strip())

@@ -12,8 +12,9 @@ import pytest
 
 from tests.conftest import COOKIE, PROJECT, exchange
 
-# mode -> does the Realtime handshake accept ?jwt= (what a browser can send)?
-JWT_REALTIME = {"cloud": True, "1.9": False, "1.8": False}
+# mode (one per Appwrite ref the emulator plays) -> does the Realtime handshake accept ?jwt=
+# (what a browser can send)?
+JWT_REALTIME = {"main": True, "cl-1.9.6": True, "1.9.6": False, "1.9.0": False, "1.8.1": False}
 
 
 async def _connected_user(url: str) -> object:

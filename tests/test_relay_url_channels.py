@@ -19,7 +19,7 @@ from tests.conftest import COOKIE, PROJECT
 ALLOWED = "https://app.example.com"
 # Emulator modes whose Realtime refuses a socket without `channels[]` in its URL and reads no
 # `subscribe` frames. The lead adds "1.9.0" here once the emulator plays it.
-URL_CHANNELS_ONLY_MODES = ["1.8"]
+URL_CHANNELS_ONLY_MODES = ["1.8", "1.9.0"]
 ALL_MODES = ["cloud", "1.9", "1.8"]
 PUBLIC = "databases.db.collections.public.documents"
 

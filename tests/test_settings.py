@@ -21,7 +21,7 @@ def test_defaults() -> None:
     assert settings.upstream_timeout_seconds == 3.0
     assert settings.allowed_origins == frozenset()
     assert settings.trusted_proxies == ()
-    assert settings.appwrite_jwt_secret is None
+    assert settings.appwrite_jwt_secrets == ()
     assert settings.log_format == "json"
     assert settings.drain_timeout_seconds == 20.0
     assert settings.jwt_url == "https://cloud.appwrite.io/v1/account/jwts"

@@ -71,6 +71,7 @@ export function nextStep(problem: ExchangeProblem): NextStep {
     case "upstream_saturated":
     case "upstream_timeout":
     case "upstream_bad_response":
+    case "appwrite_misconfigured":
     case "internal_error":
     case "request_timeout":
       return "retry-later";
@@ -81,6 +82,7 @@ export function nextStep(problem: ExchangeProblem): NextStep {
     case "headers_too_large":
       return "fix-the-page";
     case "user_blocked":
+    case "password_reset_required":
       return "give-up";
     default: {
       const unhandled: never = problem;
