@@ -37,8 +37,8 @@ from service.redis_state import RedisState
 from service.relay import RELAY_PATH, relay
 from service.relay_slots import RelaySlots
 from service.relay_translate import UrlChannels
-from service.settings import Settings
-from service.state import State, redis_client
+from service.settings import Settings, parse_redis_url
+from service.state import State, StateConfigError, check_redis, close_client, redis_client_for
 from service.upstream_guard import UpstreamGuard
 
 # The exchange takes no body; anything bigger than a small JSON object is refused with 413.
@@ -65,8 +65,9 @@ def create_app(settings: Settings) -> web.Application:
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
     app[RELAY_URL_CHANNELS] = UrlChannels(settings)
     app[LOGGED_ONCE] = set()
-    app.cleanup_ctx.append(_http_client)
+    # State first: when REDIS_URL is unusable at boot it refuses to start before anything is open.
     app.cleanup_ctx.append(_state)
+    app.cleanup_ctx.append(_http_client)
     app.on_startup.append(_announce)
     app.on_shutdown.append(_start_drain)
     app.router.add_post(TOKEN_PATH, issue_token)
@@ -88,12 +89,27 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _state(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[SETTINGS], app[METRICS]
-    client = redis_client(settings.redis_url) if settings.redis_url else None
+    config = parse_redis_url(settings.redis_url) if settings.redis_url else None
+    client = redis_client_for(config) if config else None
+    redis_state = RedisState(client, cluster=config.kind == "redis-cluster") if client and config else None
     state = State(
-        RedisState(client) if client else None,
+        redis_state,
         on_fallback_change=metrics.set_fallback,
         max_entries=settings.memory_state_max_entries,
+        kind=config.kind if config else "redis",
+        on_error=metrics.state_error,
     )
+    if client is not None and redis_state is not None and config is not None:
+        try:
+            # Configured and unusable at boot (wrong topology, credentials, unreachable): refuse to
+            # start rather than run with per-replica limits nobody asked for.
+            await check_redis(redis_state, config.kind)
+        except StateConfigError as error:
+            structlog.get_logger(logger_name="state").error("state.redis_unusable", cause=error.cause,
+                                                            problem=str(error))
+            await close_client(client)
+            raise
+    metrics.set_backend(state.backend)
     app[STATE] = state
     app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])
     app[READINESS_CHECKS]["state"] = state.readiness
@@ -101,7 +117,7 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         if client is not None:
-            await client.aclose()
+            await close_client(client)
 
 
 async def _announce(app: web.Application) -> None:

@@ -52,7 +52,12 @@ def _serve() -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     # Not web.run_app: its runner cannot take the bounded HTTP protocol (service/http_server.py).
-    asyncio.run(serve(create_app(settings), settings))
+    try:
+        asyncio.run(serve(create_app(settings), settings))
+    except SettingsError as error:
+        # Found at start: REDIS_URL names a Redis that is unusable (service/state.py).
+        sys.stderr.write(f"token-exchange: configuration error: {error}\n")
+        return 2
     return 0
 
 

@@ -73,7 +73,7 @@ class ExchangeLimits:
         `named_user_id` is the id the cookie names; it is looked at, never charged (see the class).
         """
         rejected, user_id = await self._state.get_cached(
-            f"invalid:{session_fingerprint}", f"user:{session_fingerprint}"
+            _cache_key("invalid", session_fingerprint), _cache_key("user", session_fingerprint)
         )
         if rejected:
             raise ProblemError("session_invalid", "The session is missing, expired or was signed out.")
@@ -109,14 +109,20 @@ class ExchangeLimits:
         if admission.user_id == user_id:
             return  # charged at admission
         if len(user_id) <= _MAX_CACHED_USER_ID:
-            await self._state.set_cached(f"user:{admission.session_fingerprint}", user_id, SESSION_USER_TTL_SECONDS)
+            key = _cache_key("user", admission.session_fingerprint)
+            await self._state.set_cached(key, user_id, SESSION_USER_TTL_SECONDS)
         policy = self._policies["user"]
         if policy is not None:
             await self._state.add(Check("user", State.key("user", self._keyed_hash(user_id)), policy))
 
     async def rejected(self, admission: Admission) -> None:
         """Remember a session Appwrite refused, so a flood of dead cookies stays off Appwrite."""
-        await self._state.set_cached(f"invalid:{admission.session_fingerprint}", "1", self._invalid_ttl)
+        await self._state.set_cached(_cache_key("invalid", admission.session_fingerprint), "1", self._invalid_ttl)
+
+
+def _cache_key(kind: str, session_fingerprint: str) -> str:
+    """A session's cache entries share the hash tag {fingerprint}: one slot, so one MGET on a Cluster."""
+    return f"{kind}:{{{session_fingerprint}}}"
 
 
 def ratelimit_headers(decisions: list[Decision]) -> CIMultiDict[str]:

@@ -40,6 +40,14 @@ class Metrics:
         self.state_fallback = Gauge(
             "state_backend_fallback", "1 while Redis is unreachable and state falls back to memory.", registry=r
         )
+        self.state_backend = Gauge(
+            "state_backend_info", "1 for the state backend this process uses (memory, redis, redis-sentinel, "
+            "redis-cluster).", ["backend"], registry=r
+        )
+        self.state_errors = Counter(
+            "state_backend_error", "Redis answers that say its configuration is wrong, by cause (the call was "
+            "served from memory; see /readyz).", ["cause"], registry=r
+        )
         self.circuit = Gauge(
             "circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
         )
@@ -65,6 +73,12 @@ class Metrics:
 
     def set_fallback(self, active: bool) -> None:
         self.state_fallback.set(1 if active else 0)
+
+    def set_backend(self, backend: str) -> None:
+        self.state_backend.labels(backend).set(1)
+
+    def state_error(self, cause: str) -> None:
+        self.state_errors.labels(cause).inc()
 
     def middleware(self) -> web.middleware:  # type: ignore[valid-type]
         @web.middleware

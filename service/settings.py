@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from service.rate_limits import RateLimit, parse_rate_limit
 
@@ -91,8 +91,8 @@ class Settings:
         if not _COOKIE_NAME.match(cookie_name):
             raise SettingsError("SESSION_COOKIE_NAME", "is not a valid cookie name")
         redis_url = reader.optional("REDIS_URL")
-        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if redis_url is not None:
+            parse_redis_url(redis_url)  # raises SettingsError naming REDIS_URL
         hash_key = reader.optional("STATE_HASH_KEY")
         if redis_url is not None and hash_key is None:
             raise SettingsError("STATE_HASH_KEY", "is required with REDIS_URL: replicas must share it")
@@ -134,6 +134,102 @@ class Settings:
             ipv6_prefix_length=reader.integer("IPV6_PREFIX_LENGTH", 64, 1, 128),
             memory_state_max_entries=reader.integer("MEMORY_STATE_MAX_ENTRIES", 100_000, 100, 100_000_000),
         )
+
+
+RedisKind = Literal["redis", "redis-sentinel", "redis-cluster"]
+_REDIS_SCHEMES: dict[str, tuple[RedisKind, bool]] = {
+    "redis": ("redis", False), "rediss": ("redis", True), "unix": ("redis", False),
+    "redis+sentinel": ("redis-sentinel", False), "rediss+sentinel": ("redis-sentinel", True),
+    "redis+cluster": ("redis-cluster", False), "rediss+cluster": ("redis-cluster", True),
+}
+_SENTINEL_PORT = 26379
+_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """REDIS_URL taken apart. `url` is the original, for redis-py's own parser (single server)."""
+
+    kind: RedisKind
+    url: str = field(repr=False)
+    tls: bool = False
+    hosts: tuple[tuple[str, int], ...] = ()
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+    master_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+
+
+def parse_redis_url(url: str) -> RedisConfig:
+    """One server (`redis://`, `rediss://`, `unix://`), Sentinel (`redis+sentinel://`, with
+    `rediss+sentinel://` for TLS) or Cluster (`redis+cluster://`, `rediss+cluster://`).
+    Every error names REDIS_URL and never repeats the URL: it may hold a password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _REDIS_SCHEMES:
+        raise SettingsError(
+            "REDIS_URL",
+            "must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+            "redis+cluster:// or rediss+cluster://",
+        )
+    kind, tls = _REDIS_SCHEMES[scheme.lower()]
+    if scheme.lower() == "unix":
+        return RedisConfig("redis", url)
+    netloc, _, tail = rest.partition("/")
+    path, _, query_string = tail.partition("?")
+    if "?" in netloc:
+        netloc, _, query_string = netloc.partition("?")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    default_port = _SENTINEL_PORT if kind == "redis-sentinel" else _REDIS_PORT
+    hosts = tuple(_host_port(part, default_port) for part in hostlist.split(","))
+    if kind == "redis" and len(hosts) > 1:
+        raise SettingsError("REDIS_URL", "names several hosts; use redis+sentinel:// or redis+cluster:// for those")
+    query = parse_qs(query_string, keep_blank_values=True)
+    segments = [unquote(segment) for segment in path.split("/")] if path else []
+    master_name = None
+    if kind == "redis-sentinel":
+        if not segments or not segments[0]:
+            raise SettingsError("REDIS_URL", "needs the Sentinel master name: redis+sentinel://host:26379/<master-name>")
+        master_name, segments = segments[0], segments[1:]
+    db = 0
+    if len(segments) > 1 or (segments and segments[0] and not segments[0].isdigit()):
+        raise SettingsError("REDIS_URL", "the database must be a number, like /0")
+    if segments and segments[0]:
+        db = int(segments[0])
+    elif "db" in query and kind == "redis":
+        if not query["db"][-1].isdigit():
+            raise SettingsError("REDIS_URL", "the database must be a number, like ?db=0")
+        db = int(query["db"][-1])
+    if kind == "redis-cluster" and db != 0:
+        raise SettingsError("REDIS_URL", "Redis Cluster has only database 0; remove the /N from the URL")
+    unknown = set(query) - ({"sentinel_password", "sentinel_username"} if kind == "redis-sentinel" else set())
+    if kind != "redis" and unknown:
+        raise SettingsError("REDIS_URL", f"unknown option(s): {', '.join(sorted(unknown))}")
+    return RedisConfig(
+        kind, url, tls, hosts, username, password, db, master_name,
+        sentinel_username=query.get("sentinel_username", [None])[-1] or None,
+        sentinel_password=query.get("sentinel_password", [None])[-1] or None,
+    )
+
+
+def _host_port(part: str, default_port: int) -> tuple[str, int]:
+    host, port = part, ""
+    if part.startswith("["):
+        host, _, after = part[1:].partition("]")
+        port = after.removeprefix(":")
+    elif part.count(":") == 1:
+        host, _, port = part.partition(":")
+    if not host:
+        raise SettingsError("REDIS_URL", "has an empty host name")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise SettingsError("REDIS_URL", "has a port that is not a number from 1 to 65535")
+    return host, int(port) if port else default_port
 
 
 _IN_URL = ("auto", "yes", "no")

@@ -13,13 +13,28 @@ import structlog
 from aiocache.base import BaseCache
 from aiocache.serializers import NullSerializer
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    AuthorizationError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.lru import LRU
+from service.rate_limits import RateLimit
 from service.redis_state import RedisState
+from service.settings import RedisConfig, SettingsError
 from service.sliding_window import Check, Decision, MemoryLimiter
 
 _log = structlog.get_logger(logger_name="state")
@@ -30,6 +45,7 @@ T = TypeVar("T")
 SESSION_USER_TTL_SECONDS = 86_400
 REDIS_RETRY_SECONDS = 1.0
 DEFAULT_MEMORY_MAX_ENTRIES = 100_000
+_PROBE_POLICY = RateLimit(1, 60)
 
 
 class _Cached(NamedTuple):
@@ -87,6 +103,73 @@ class BoundedMemoryCache(BaseCache):  # type: ignore[misc]
         return 0 if self._store.pop(key) is None else 1
 
 
+# How long /readyz keeps naming a misconfiguration after Redis last answered with it.
+MISCONFIGURED_SHOWN_SECONDS = 60.0
+
+# cause -> what to fix. Each names REDIS_URL or the server; none repeats a secret.
+_FIXES = {
+    "auth": "Redis refused the credentials: check the user and password in REDIS_URL "
+            "(and sentinel_password for Sentinel)",
+    "noscript": "Redis lost the rate-limit script right after loading it: REDIS_URL reaches several "
+                "servers through one address (a proxy?); point it at one server, or use redis+cluster://",
+    "crossslot": "Redis Cluster refused keys in different slots: REDIS_URL must use redis+cluster:// "
+                 "(or rediss+cluster://) for a Cluster",
+    "wrongtype": "a key under rtx: holds another type: another application shares this database; give "
+                 "the service its own database (/N in REDIS_URL) or server",
+    "cluster_server": "REDIS_URL names a Redis Cluster node with a single-server scheme; use redis+cluster:// "
+                      "(or rediss+cluster://) and list the nodes",
+    "not_cluster": "REDIS_URL uses redis+cluster:// but the server is not in cluster mode; use redis:// "
+                   "(or redis+sentinel://)",
+    "replica": "REDIS_URL points at a read-only replica; point it at the master, or use redis+sentinel://",
+    "refused": "Redis refused a command the service needs (ACL or renamed command?); check the user in REDIS_URL",
+}
+
+
+class StateConfigError(SettingsError):
+    """Redis is configured (REDIS_URL) but unusable: the service refuses to start."""
+
+    def __init__(self, cause: str, problem: str) -> None:
+        super().__init__("REDIS_URL", problem)
+        self.cause = cause
+
+
+def misconfiguration(error: BaseException, kind: str = "redis") -> str | None:
+    """The cause (a _FIXES key) when `error` says Redis is configured wrong; None for an outage."""
+    text = str(error)
+    first = text.split(" ", 1)[0].upper() if text else ""
+    if isinstance(error, (AuthenticationError, AuthorizationError)) or first in ("NOAUTH", "WRONGPASS"):
+        return "auth"
+    if isinstance(error, NoScriptError) or first == "NOSCRIPT":
+        return "noscript"
+    if first == "CROSSSLOT" or "same key slot" in text:
+        return "crossslot"
+    if first == "WRONGTYPE":
+        return "wrongtype"
+    if isinstance(error, (MovedError, AskError)) or first in ("MOVED", "ASK"):
+        return "cluster_server"
+    # Only the Cluster client sends CLUSTER commands; a server without cluster mode refuses them.
+    if "cluster support disabled" in text.lower() or (
+        isinstance(error, RedisClusterException) and "cluster mode is not enabled" in text.lower()
+    ):
+        return "not_cluster"
+    if first == "READONLY":
+        # Behind Sentinel a failover briefly leaves clients on the old master: an outage.
+        return "replica" if kind == "redis" else None
+    if first == "CLUSTERDOWN" or first == "TRYAGAIN" or first == "LOADING" or first == "MASTERDOWN":
+        return None
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)):
+        return None
+    if isinstance(error, RedisClusterException) and "reachable" in text:
+        return None  # no node of the Cluster answered: an outage
+    if isinstance(error, (ResponseError, RedisClusterException)) or first in ("NOPERM", "ERR"):
+        return "refused"
+    return None
+
+
+def describe(cause: str) -> str:
+    return _FIXES[cause]
+
+
 class _Unavailable:
     """Marks a state call that Redis could not serve, so memory serves it instead."""
 
@@ -102,8 +185,14 @@ class State:
         redis: RedisState | None,
         on_fallback_change: Callable[[bool], None],
         max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES,
+        kind: str = "redis",
+        on_error: Callable[[str], None] = lambda cause: None,
     ) -> None:
         self._redis = redis
+        self._kind = kind
+        self._on_error = on_error
+        self._misconfigured: tuple[str, float] | None = None
+        self._logged_causes: set[str] = set()
         # One LRU holds the memory windows and the memory caches, so MEMORY_STATE_MAX_ENTRIES bounds
         # them together. Every key is a fixed-size fingerprint and every value a few small numbers
         # or a short id, so the entry bound is a bound on bytes too (about 400 bytes an entry).
@@ -120,7 +209,8 @@ class State:
 
     @property
     def backend(self) -> str:
-        return "memory" if self._redis is None else "redis"
+        """memory, redis, redis-sentinel or redis-cluster."""
+        return "memory" if self._redis is None else self._kind
 
     @property
     def memory_entries(self) -> int:
@@ -131,12 +221,22 @@ class State:
     def degraded(self) -> bool:
         return self._redis_down_since is not None
 
+    def misconfigured(self) -> str | None:
+        """The cause Redis last answered with, while it is recent."""
+        if self._misconfigured is None:
+            return None
+        cause, at = self._misconfigured
+        return cause if time.monotonic() - at < MISCONFIGURED_SHOWN_SECONDS else None
+
     def readiness(self) -> dict[str, object]:
         if self._redis is None:
             return {"status": "ok", "backend": "memory"}
+        if (cause := self.misconfigured()) is not None:
+            return {"status": "misconfigured", "backend": self._kind, "cause": cause, "fix": describe(cause),
+                    "fallback": "memory"}
         if self.degraded:
-            return {"status": "degraded", "backend": "redis", "fallback": "memory"}
-        return {"status": "ok", "backend": "redis"}
+            return {"status": "degraded", "backend": self._kind, "fallback": "memory"}
+        return {"status": "ok", "backend": self._kind}
 
     @staticmethod
     def key(scope: str, fingerprint: str) -> str:
@@ -152,7 +252,7 @@ class State:
 
     async def get_cached(self, *keys: str) -> list[str | None]:
         """Several cache entries in one round trip."""
-        values = await self._on_redis(lambda redis: redis.cache.multi_get(list(keys)))
+        values = await self._on_redis(lambda redis: redis.get_cached(list(keys)))
         if isinstance(values, _Unavailable):
             values = await self._memory_cache.multi_get(list(keys))
         return [value if isinstance(value, str) else None for value in values]
@@ -171,7 +271,21 @@ class State:
             return _UNAVAILABLE
         try:
             result = await call(redis)
-        except (RedisError, OSError, TimeoutError) as error:
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
+            cause = misconfiguration(error, self._kind)
+            if cause is not None:
+                # Not an outage: Redis answers, and says the configuration is wrong. This call is
+                # served from memory, but loudly: logged once per cause, counted, named by /readyz.
+                self._misconfigured = (cause, now)
+                self._on_error(cause)
+                if self.degraded:  # it answers again, so the outage is over
+                    self._redis_down_since = None
+                    self._on_fallback_change(False)
+                if cause not in self._logged_causes:
+                    self._logged_causes.add(cause)
+                    _log.error("state.redis_misconfigured", cause=cause, fix=describe(cause),
+                               error=type(error).__name__)
+                return _UNAVAILABLE
             self._next_redis_try = now + REDIS_RETRY_SECONDS
             if not self.degraded:
                 self._redis_down_since = now
@@ -186,18 +300,88 @@ class State:
         return result
 
 
-def redis_client(url: str) -> Redis:
+def _client_options() -> dict[str, Any]:
     """Short timeouts: during an outage each request pays at most this, then memory takes over."""
-    return Redis.from_url(
-        url,
+    return {
         # Without this, redis-py reads its own package metadata from disk for every new pooled
         # connection: a blocking call on the event loop.
-        driver_info=DriverInfo(name="redis-py", lib_version=redis.__version__),
-        socket_timeout=0.25,
-        socket_connect_timeout=0.25,
-        health_check_interval=0,
-        retry_on_timeout=False,
+        "driver_info": DriverInfo(name="redis-py", lib_version=redis.__version__),
+        "socket_timeout": 0.25,
+        "socket_connect_timeout": 0.25,
+        "health_check_interval": 0,
         # No client-side retries: a failure falls back to memory at once instead of stalling.
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": False,
+    }
+
+
+def redis_client(url: str) -> Redis:
+    """One server (redis://, rediss://, unix://)."""
+    return Redis.from_url(url, retry_on_timeout=False, **_client_options())
+
+
+def redis_client_for(config: RedisConfig) -> Any:
+    """The client for REDIS_URL's topology: one server, a Sentinel master (follows a failover) or a
+    Cluster. Every kind gets the same timeouts, no retries and the DriverInfo fix."""
+    if config.kind == "redis":
+        return redis_client(config.url)
+    options = _client_options()
+    if config.kind == "redis-sentinel":
+        sentinel_options = {**options, "ssl": config.tls, "username": config.sentinel_username,
+                            "password": config.sentinel_password}
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(config.hosts), sentinel_kwargs=sentinel_options, **options
+        )
+        assert config.master_name is not None
+        master = sentinel.master_for(
+            config.master_name, redis_class=Redis, ssl=config.tls, username=config.username,
+            password=config.password, db=config.db,
+        )
+        # The Sentinels' own connections are closed with the master's (close_client).
+        master._rtx_sentinels = sentinel.sentinels
+        return master
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in config.hosts],
+        username=config.username, password=config.password, ssl=config.tls,
+        **options,
     )
+
+
+async def close_client(client: Any) -> None:
+    """Close a client from redis_client_for, and for Sentinel the connections to the Sentinels."""
+    await client.aclose()
+    for sentinel in getattr(client, "_rtx_sentinels", ()):
+        await sentinel.aclose()
+
+
+async def check_redis(redis_state: RedisState, kind: str) -> None:
+    """At start: Redis answers, accepts the credentials, is the topology REDIS_URL says, and runs
+    the scripts and the cache. Raises StateConfigError (naming REDIS_URL) when not."""
+    try:
+        client = redis_state.client
+        if kind == "redis-cluster":
+            await client.initialize()
+        else:
+            info = await client.info("cluster")
+            if int(info.get("cluster_enabled", 0)) == 1:
+                raise StateConfigError("cluster_server", describe("cluster_server"))
+        probe = Check("probe", redis_state.key("probe", "boot"), _PROBE_POLICY, count=False)
+        await redis_state.hit([probe])
+        await redis_state.get_cached(["probe:{boot}", "probe2:{boot}"])
+    except StateConfigError:
+        raise
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
+        cause = misconfiguration(error, kind)
+        if isinstance(error, MasterNotFoundError):
+            raise StateConfigError(
+                "no_master",
+                "the Sentinels named in REDIS_URL know no reachable master by its master name; check the name "
+                "after the hosts, the Sentinels' addresses and sentinel_password",
+            ) from None
+        if cause is None:
+            raise StateConfigError(
+                "unreachable",
+                f"Redis did not answer at start ({type(error).__name__}); check the host and port in REDIS_URL, "
+                "or unset REDIS_URL to run on per-process memory",
+            ) from None
+        raise StateConfigError(cause, describe(cause)) from None

@@ -40,4 +40,5 @@ async def test_no_label_holds_user_input_or_secrets(service, emulator) -> None:
     assert "for-user-123" not in text
     assert "BREW" not in text
     labels = set(re.findall(r'(\w+)="', text))
-    assert labels <= {"code", "route", "method", "status", "scope", "decision", "le", "direction", "reason"}
+    assert labels <= {"code", "route", "method", "status", "scope", "decision", "le", "direction", "reason",
+                      "backend", "cause"}
