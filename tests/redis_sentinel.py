@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -125,9 +126,10 @@ class RedisSentinelSet:
         self.failovers += 1
         return new
 
-    def failover(self) -> int:
+    def failover(self, promoted: threading.Event | None = None) -> int:
         """A planned failover (`SENTINEL FAILOVER`): the replica becomes master, the old master its
-        replica. Returns the new master's port once every sentinel names it."""
+        replica. Sets `promoted` once every sentinel names the new master (the old one still takes
+        writes then), and returns the new master's port once the old one is demoted too."""
         old = self.master_port()
         client = _client(self.sentinel_ports[0])
         try:
@@ -135,6 +137,8 @@ class RedisSentinelSet:
         finally:
             client.close()
         new = self._wait_for_new_master(old)
+        if promoted is not None:
+            promoted.set()
         # Done only once the old master is demoted too: until then it still takes writes, which
         # its resync with the new master throws away.
         _wait_until(lambda: _info(old, "replication").get("role") == "slave",
