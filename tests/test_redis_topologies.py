@@ -1,0 +1,223 @@
+"""One shared limit, enforced by two real `python -m service serve` processes, against each Redis
+topology the service accepts: a standalone server, a 3-node Cluster and a Sentinel set (with a
+failover in the middle of a run). Real servers from the Debian packages, started here on free
+loopback ports (tests/redis_server.py, tests/redis_cluster.py, tests/redis_sentinel.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import assert_problem
+from tests.processes import free_port, running
+from tests.redis_cluster import redis_cluster
+from tests.redis_sentinel import RedisSentinelSet, redis_sentinel
+from tests.redis_server import redis_server
+
+HASH_KEY = "shared-deployment-key-0123456789"
+PROJECT = "topologyproject"
+LIMIT = 4
+# Documented 503 codes of the token route (openapi.yaml, ExchangeUnavailable). None is about
+# Redis: state trouble must never surface as a 503 of its own.
+DOCUMENTED_503 = {"upstream_unavailable", "upstream_saturated"}
+
+
+@pytest.fixture(params=["standalone", "cluster", "sentinel"])
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The REDIS_URL of a fresh server of each topology, in the agreed formats."""
+    rigs = {"standalone": redis_server, "cluster": redis_cluster, "sentinel": redis_sentinel}
+    with rigs[request.param]() as server:
+        yield server.url
+
+
+@pytest.fixture
+def sentinel() -> Iterator[RedisSentinelSet]:
+    with redis_sentinel() as sentinels:
+        yield sentinels
+
+
+@dataclass
+class Run:
+    """Two service processes on one Redis, one signed-in user, and every answer so far."""
+
+    http: aiohttp.ClientSession
+    ports: list[int]
+    cookie: str
+    statuses: list[int] = field(default_factory=list)
+    retried_503: int = 0
+
+    async def exchange(self, replica: int) -> tuple[int, dict[str, Any]]:
+        async with self.http.post(
+            f"http://127.0.0.1:{self.ports[replica]}/v1/realtime/token",
+            headers={"X-CSRF": "1", "Cookie": f"a_session_{PROJECT}={self.cookie}"},
+        ) as response:
+            body = await response.json(content_type=None)
+            if response.status == 429:
+                await assert_problem(response, 429, "rate_limited")
+                assert body["scope"] == "session", body
+            elif response.status == 503:
+                assert body["code"] in DOCUMENTED_503, body
+            else:
+                assert response.status == 200, body
+            self.statuses.append(response.status)
+            return response.status, body
+
+    async def state_check(self, replica: int) -> dict[str, Any]:
+        async with self.http.get(f"http://127.0.0.1:{self.ports[replica]}/readyz") as response:
+            assert response.status == 200
+            checks: dict[str, Any] = (await response.json())["checks"]
+            return dict(checks["state"])
+
+
+async def _wait_until_serving(process: asyncio.subprocess.Process, url: str, timeout: float = 20.0) -> None:
+    """Like tests.processes.wait_until_up, but a process that exits (a REDIS_URL it refuses, say)
+    fails at once with what it printed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            if process.returncode is not None:
+                assert process.stderr is not None
+                printed = (await process.stderr.read()).decode(errors="replace")
+                raise AssertionError(f"the service exited with {process.returncode}:\n{printed[-3000:]}")
+            try:
+                async with http.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert loop.time() < deadline, f"{url} did not come up"
+            await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def two_services(redis_url: str, **env: str) -> AsyncIterator[Run]:
+    """The emulator and two `serve` processes sharing REDIS_URL and STATE_HASH_KEY."""
+    emulator_port = free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    ports = [free_port(), free_port()]
+    service_env = {
+        "APPWRITE_ENDPOINT": f"{emulator_url}/v1",
+        "APPWRITE_PROJECT_ID": PROJECT,
+        "HOST": "127.0.0.1",
+        "REDIS_URL": redis_url,
+        "STATE_HASH_KEY": HASH_KEY,
+        "RATE_LIMIT_SESSION": f"{LIMIT}/minute",
+        "LOG_LEVEL": "warning",
+        **env,
+    }
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(running(
+            "emulator", "--port", str(emulator_port), env={"EMULATOR_PROJECT_ID": PROJECT},
+            ready_url=f"{emulator_url}/v1/health/version",
+        ))
+        for port in ports:
+            process = await stack.enter_async_context(running("serve", env={**service_env, "PORT": str(port)}))
+            await _wait_until_serving(process, f"http://127.0.0.1:{port}/livez")
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        async with http.post(f"{emulator_url}/_emulator/users", json={"email": "t@example.com", "password": "pw-123456"}) as r:
+            user_id = (await r.json())["userId"]
+        async with http.post(f"{emulator_url}/_emulator/sessions", json={"userId": user_id}) as r:
+            cookie = (await r.json())["secret"]
+        yield Run(http, ports, cookie)
+
+
+@pytest.mark.timeout(120)
+async def test_two_processes_enforce_one_limit(redis_url: str) -> None:
+    """Alternating between two processes: exactly LIMIT exchanges allowed in all, then
+    `429 rate_limited` (scope session) from both, and neither process fell back to memory."""
+    async with two_services(redis_url) as run:
+        for i in range(2 * LIMIT):
+            await run.exchange(i % 2)
+        assert run.statuses == [200] * LIMIT + [429] * LIMIT
+        for replica in (0, 1):
+            state = await run.state_check(replica)
+            assert state["status"] == "ok", state
+            assert state["backend"].startswith("redis"), state
+            assert "fallback" not in state, state
+
+
+async def _failover_run(run: Run, failover: asyncio.Future[int], max_exchanges: int = 400) -> None:
+    """Exchanges, alternating, while the failover runs, then until both processes are back on Redis
+    and each has refused once since. Bounded: a 503 (documented codes only) is retried after a
+    pause, at most max_exchanges answers in all."""
+    refused_after_failover: set[int] = set()
+    while len(run.statuses) < max_exchanges:
+        replica = len(run.statuses) % 2
+        status, _body = await run.exchange(replica)
+        if status == 503:
+            run.retried_503 += 1
+            await asyncio.sleep(0.2)
+            continue
+        if failover.done():
+            if status == 429:
+                refused_after_failover.add(replica)
+            if refused_after_failover == {0, 1}:
+                states = [await run.state_check(r) for r in (0, 1)]
+                if all(state["status"] == "ok" for state in states):
+                    return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no settled 429 from both processes after the failover: {run.statuses}")
+
+
+@pytest.mark.timeout(180)
+async def test_sentinel_planned_failover_in_the_middle_of_a_run(sentinel: RedisSentinelSet) -> None:
+    await sentinel_failover_run(sentinel, "planned")
+
+
+async def sentinel_failover_run(sentinel: RedisSentinelSet, kind: str) -> None:
+    """A Sentinel failover after 2 of LIMIT allowed exchanges, while exchanges keep coming (the
+    master-killed case: tests/test_redis_sentinel_crash.py).
+
+    `planned` is `SENTINEL FAILOVER` (the replica is promoted, the old master becomes its
+    replica; the run goes on once the sentinels name the new master, while the old one still
+    takes writes); `master_killed` is SIGKILL of the master (the sentinels see it down after
+    1000 ms, agree with quorum 2 and promote the replica).
+
+    The service answers throughout: every answer is 200, 429 `rate_limited` or a documented 503
+    (retried; fewer than 20 in all), never another 5xx, and the run settles with both processes
+    back on Redis (`/readyz` state ok, no fallback) and refusing.
+
+    Tolerance (Redis replicates asynchronously; tests/test_redis_rigs.py measures both cases):
+    - `master_killed`: a count the old master accepted after its last replication is lost with
+      it. The exchanges here are sequential, so at most the one in flight at the kill: at most
+      LIMIT + 1 allowed in all. (With C exchanges of one session in flight at once, LIMIT + C.)
+    - `planned`: `SENTINEL FAILOVER` does not stop writes to the old master. It stays a master,
+      and clients connected to it keep counting there, until the sentinels demote it (about
+      10 s in this rig); its resync then throws those counts away. The new master holds the
+      counts replicated before the promotion (here 2), so at most LIMIT - 2 more are allowed on
+      the old master and LIMIT - 2 again on the new one: at most 2 * LIMIT - 2 in all (in
+      general 2 * LIMIT - c, with c the counts replicated at the promotion).
+    At least LIMIT are allowed in both cases.
+    """
+    # Only the session limit: the run sends many more requests than LIMIT, all from 127.0.0.1.
+    async with two_services(sentinel.url, RATE_LIMIT_IP="off", RATE_LIMIT_USER="off") as run:
+        assert [(await run.exchange(i % 2))[0] for i in range(2)] == [200, 200]
+        promoted = threading.Event()
+        if kind == "planned":
+            failover = asyncio.ensure_future(asyncio.to_thread(sentinel.failover, promoted))
+            # The worst moment: the replica is master, the old master not yet demoted.
+            assert await asyncio.to_thread(promoted.wait, 60)
+        else:
+            failover = asyncio.ensure_future(asyncio.to_thread(sentinel.kill_master))
+        try:
+            await _failover_run(run, failover)
+        finally:
+            new_master = await failover
+        assert new_master in sentinel.data_ports and sentinel.failovers == 1
+        allowed = run.statuses.count(200)
+        print(f"sentinel {kind}: {allowed} allowed, {run.retried_503} 503s: {' '.join(map(str, run.statuses))}")
+        tolerance = LIMIT + 1 if kind == "master_killed" else 2 * LIMIT - 2
+        assert LIMIT <= allowed <= tolerance, f"{allowed} allowed: {' '.join(map(str, run.statuses))}"
+        assert run.retried_503 < 20, run.statuses
+        for replica in (0, 1):
+            state = await run.state_check(replica)
+            assert state["status"] == "ok" and state["backend"].startswith("redis"), state
+            assert "fallback" not in state, state
