@@ -15,10 +15,12 @@ from tests.processes import free_port
 
 
 class RedisServer:
-    def __init__(self, port: int, directory: str) -> None:
+    def __init__(self, port: int, directory: str, *args: str, password: str | None = None) -> None:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self._directory = directory
+        self._args = args  # extra redis-server arguments, e.g. --requirepass or --cluster-enabled
+        self._password = password  # what the readiness ping authenticates with
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -26,11 +28,11 @@ class RedisServer:
         assert binary, "redis-server is not installed (apt-get install redis-server)"
         self._process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._directory],
+             "--dir", self._directory, *self._args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, password=self._password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -50,9 +52,10 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*args: str, password: str | None = None) -> Iterator[RedisServer]:
+    """A started redis-server on a free loopback port; `args` are extra command-line arguments."""
     with tempfile.TemporaryDirectory() as directory:
-        server = RedisServer(free_port(), directory)
+        server = RedisServer(free_port(), directory, *args, password=password)
         server.start()
         try:
             yield server

@@ -27,38 +27,28 @@ from service.sliding_window import Check
 from service.state import State, StateConfigError, misconfiguration, redis_client_for
 from tests.conftest import exchange, service_settings
 from tests.processes import free_port
+from tests.redis_server import redis_server
 
 HASH_KEY = "shared-deployment-key-0123456789"
+
+async def assert_two_replicas_share_one_limit(emulator, service_factory, url: str, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Two service replicas on one REDIS_URL: one session limit across both, Redis live, no fallback."""
+    replicas = [await service_factory(REDIS_URL=url, STATE_HASH_KEY=HASH_KEY, RATE_LIMIT_SESSION="3/minute")
+                for _ in range(2)]
+    _, _, cookie = emulator.signed_in_user()
+    statuses = [(await exchange(replicas[i % 2], cookie)).status for i in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    ready = await (await replicas[0].get("/readyz")).json()
+    assert ready["checks"]["state"] == {"status": "ok", "backend": backend}
+    assert f'state_backend_info{{backend="{backend}"}} 1.0' in await (await replicas[0].get("/metrics")).text()
+
 
 
 @contextmanager
 def server(*args: str, password: str | None = None) -> Iterator[int]:
     """A redis-server with extra arguments, on a free loopback port."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (apt-get install redis-server)"
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", directory, *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=port, password=password, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            client.close()
-            yield port
-        finally:
-            process.kill()
-            process.wait(timeout=10)
+    with redis_server(*args, password=password) as started:
+        yield started.port
 
 
 @pytest.fixture
@@ -240,15 +230,7 @@ async def test_an_unknown_sentinel_master_refuses_to_start(emulator, sentinel) -
 
 
 async def test_exchanges_behind_sentinel(emulator, service_factory, sentinel) -> None:
-    url = f"redis+sentinel://127.0.0.1:{sentinel}/mymaster/0"
-    replicas = [await service_factory(REDIS_URL=url, STATE_HASH_KEY=HASH_KEY, RATE_LIMIT_SESSION="3/minute")
-                for _ in range(2)]
-    _, _, cookie = emulator.signed_in_user()
-    statuses = [(await exchange(replicas[i % 2], cookie)).status for i in range(5)]
-    assert statuses == [200, 200, 200, 429, 429]
-    ready = await (await replicas[0].get("/readyz")).json()
-    assert ready["checks"]["state"] == {"status": "ok", "backend": "redis-sentinel"}
-    assert 'state_backend_info{backend="redis-sentinel"} 1.0' in await (await replicas[0].get("/metrics")).text()
+    await assert_two_replicas_share_one_limit(emulator, service_factory, f"redis+sentinel://127.0.0.1:{sentinel}/mymaster/0", "redis-sentinel")
 
 
 async def test_an_unreachable_redis_refuses_to_start(emulator, service_factory) -> None:
@@ -336,15 +318,7 @@ async def test_noscript_loop_behind_a_proxy_is_named(plain, other, logs) -> None
 
 
 async def test_exchanges_on_a_cluster(emulator, service_factory, cluster_node) -> None:
-    url = f"redis+cluster://127.0.0.1:{cluster_node}"
-    replicas = [await service_factory(REDIS_URL=url, STATE_HASH_KEY=HASH_KEY, RATE_LIMIT_SESSION="3/minute")
-                for _ in range(2)]
-    _, _, cookie = emulator.signed_in_user()
-    statuses = [(await exchange(replicas[i % 2], cookie)).status for i in range(5)]
-    assert statuses == [200, 200, 200, 429, 429]
-    ready = await (await replicas[0].get("/readyz")).json()
-    assert ready["checks"]["state"] == {"status": "ok", "backend": "redis-cluster"}
-    assert 'state_backend_info{backend="redis-cluster"} 1.0' in await (await replicas[0].get("/metrics")).text()
+    await assert_two_replicas_share_one_limit(emulator, service_factory, f"redis+cluster://127.0.0.1:{cluster_node}", "redis-cluster")
 
 
 async def test_a_refusal_in_one_scope_charges_none_on_a_cluster(cluster_node) -> None:
