@@ -50,17 +50,18 @@ async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> we
     app = request.app
     settings = app[SETTINGS]
     # CSRF and Origin first (header comparisons, nothing parsed), so that a cross-site page cannot
-    # spend its visitors' IP allowance; then the IP limit, before anything costly (body, cookies).
+    # spend its visitors' IP allowance; then the cookie (from the capped headers), so that the IP,
+    # session and user limits are one question to the state, before the body is read.
     check_csrf(request, settings)
     limits = app[EXCHANGE_LIMITS]
-    admission = await limits.admit_ip(request[CLIENT_IP])
-    # The body is ignored, but reading it enforces the size limit (413) on every caller.
-    await request.read()
-    session = session_from_cookie(request, settings.session_cookie_name)
+    async with limits.charging_ip(request[CLIENT_IP]):
+        session = session_from_cookie(request, settings.session_cookie_name)
     fingerprinter = app[FINGERPRINTER]
     session_fingerprint = fingerprinter.of_session(session.secret)
     audit_fields["session_hash"] = fingerprinter.short(session_fingerprint)
-    await limits.admit_session(admission, session_fingerprint, session.user_id)
+    admission = await limits.admit(request[CLIENT_IP], session_fingerprint, session.user_id)
+    # The body is ignored, but reading it enforces the size limit (413) on every caller.
+    await request.read()
     if admission.user_id:
         audit_fields["user_id"] = admission.user_id
     try:

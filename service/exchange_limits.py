@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
 
+from service.admission import AdmissionQuery
 from service.fingerprints import Fingerprinter
 from service.metrics import Metrics
 from service.problems import ProblemError
@@ -35,8 +38,9 @@ class Admission:
 
 
 class ExchangeLimits:
-    """Two steps: the IP limit before anything of the request is parsed (`admit_ip`), then, once the
-    cookie is decoded, the rejected-session memory and the session and user limits (`admit_session`).
+    """The IP limit, the rejected-session memory and the session and user limits, asked of the state
+    as one question once the cookie is decoded (`admit`: one Redis round trip). A request refused
+    before that (its cookie, its channels) still costs its IP (`charging_ip`).
 
     The user limit holds from a session's first exchange, when the service knows the user only from
     the cookie, which anyone can write. So that forged cookies naming a user cost that user nothing,
@@ -58,37 +62,62 @@ class ExchangeLimits:
         self._invalid_ttl = settings.invalid_session_cache_seconds
         self._ipv6_prefix_length = settings.ipv6_prefix_length
 
-    async def admit_ip(self, client_ip: str) -> Admission:
-        """Count the request against its IP, or refuse it: the first step, before any parsing."""
-        admission = Admission()
+    def _ip_check(self, client_ip: str) -> Check | None:
         policy = self._policies["ip"]
-        if policy is not None:
-            key = self._keyed_hash(limit_key_for_ip(client_ip, self._ipv6_prefix_length))
-            await self._decide(admission, [Check("ip", State.key("ip", key), policy)])
+        if policy is None:
+            return None
+        return Check("ip", State.key("ip", self._keyed_hash(limit_key_for_ip(client_ip, self._ipv6_prefix_length))),
+                     policy)
+
+    async def admit_ip(self, client_ip: str) -> Admission:
+        """Count the request against its IP, or refuse it."""
+        admission = Admission()
+        if (check := self._ip_check(client_ip)) is not None:
+            self._decide(admission, await self._state.hit([check]))
         return admission
 
-    async def admit_session(self, admission: Admission, session_fingerprint: str, named_user_id: str) -> None:
-        """Refuse known-dead sessions, and sessions or users over their limit, before Appwrite is asked.
+    @asynccontextmanager
+    async def charging_ip(self, client_ip: str) -> AsyncIterator[None]:
+        """A request refused inside this block (before `admit`) still costs its IP; if the IP is
+        over its limit, the answer is that instead."""
+        try:
+            yield
+        except ProblemError:
+            await self.admit_ip(client_ip)
+            raise
 
-        `named_user_id` is the id the cookie names; it is looked at, never charged (see the class).
-        """
-        rejected, user_id = await self._state.get_cached(
-            _cache_key("invalid", session_fingerprint), _cache_key("user", session_fingerprint)
-        )
-        if rejected:
+    async def admit(self, client_ip: str, session_fingerprint: str, named_user_id: str) -> Admission:
+        """Count the request against its IP, then refuse known-dead sessions, and sessions or users
+        over their limit, before Appwrite is asked. `named_user_id` is the id the cookie names; it is
+        looked at, never charged (see the class)."""
+        user_policy = self._policies["user"]
+
+        def user_check(user_id: str | None) -> Check | None:
+            if user_policy is None:
+                return None
+            key = State.key("user", self._keyed_hash(user_id or named_user_id))
+            return Check("user", key, user_policy, count=user_id is not None)
+
+        session_policy = self._policies["session"]
+        answer = await self._state.admit(AdmissionQuery(
+            ip=self._ip_check(client_ip),
+            # The hash tag puts the session's window in its cache entries' Cluster slot.
+            session=None if session_policy is None else Check(
+                "session", State.key("session", f"{{{session_fingerprint}}}"), session_policy),
+            rejected_key=_cache_key("invalid", session_fingerprint),
+            user_key=_cache_key("user", session_fingerprint),
+            named_user_id=named_user_id,
+            user_check=user_check,
+        ))
+        admission = Admission(session_fingerprint=session_fingerprint, user_id=answer.user_id)
+        ip_decisions = answer.decisions[:1] if self._policies["ip"] is not None else []
+        self._decide(admission, ip_decisions)
+        if answer.rejected:
             raise ProblemError("session_invalid", "The session is missing, expired or was signed out.")
-        admission.session_fingerprint, admission.user_id = session_fingerprint, user_id
-        checks = []
-        if (session_policy := self._policies["session"]) is not None:
-            checks.append(Check("session", State.key("session", session_fingerprint), session_policy))
-        if (user_policy := self._policies["user"]) is not None:
-            user_key = State.key("user", self._keyed_hash(user_id or named_user_id))
-            checks.append(Check("user", user_key, user_policy, count=user_id is not None))
-        if checks:
-            await self._decide(admission, checks)
+        self._decide(admission, answer.decisions[len(ip_decisions):])
+        return admission
 
-    async def _decide(self, admission: Admission, checks: list[Check]) -> None:
-        decisions = await self._state.hit(checks)
+    def _decide(self, admission: Admission, decisions: list[Decision]) -> None:
         for decision in decisions:
             self._metrics.ratelimit.labels(decision.scope, "allow" if decision.allowed else "deny").inc()
         admission.decisions += decisions

@@ -86,14 +86,14 @@ async def relay(request: web.Request) -> web.StreamResponse:
         raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
     check_origin(request, settings)
     limits = app[EXCHANGE_LIMITS]
-    admission = await limits.admit_ip(request[CLIENT_IP])
-    cookie = session_from_cookie(request, settings.session_cookie_name)
+    async with limits.charging_ip(request[CLIENT_IP]):
+        cookie = session_from_cookie(request, settings.session_cookie_name)
+        # Every spelling of `channels` Appwrite would read is checked; only the checked ones go upstream.
+        handshake = read_handshake(request.rel_url.raw_query_string)
+        denied = denied_channels(handshake.channels, settings.relay_channels_allow)
+        if denied:
+            raise ProblemError("channel_not_allowed", f"Channels not allowed here: {shown(denied)}.")
     session = cookie.value
-    # Every spelling of `channels` Appwrite would read is checked; only the checked ones go upstream.
-    handshake = read_handshake(request.rel_url.raw_query_string)
-    denied = denied_channels(handshake.channels, settings.relay_channels_allow)
-    if denied:
-        raise ProblemError("channel_not_allowed", f"Channels not allowed here: {shown(denied)}.")
     fingerprinter = app[FINGERPRINTER]
     session_fingerprint = fingerprinter.of_session(cookie.secret)
     fields: dict[str, object] = {
@@ -105,7 +105,7 @@ async def relay(request: web.Request) -> web.StreamResponse:
     # Checked and counted with no await in between, and given back however the handshake or the
     # socket ends (refused, failed, cancelled, closed): handshakes in flight cannot overshoot a cap.
     with app[RELAY_SLOTS].reserve(ip_key, session_fingerprint) as slot:
-        await limits.admit_session(admission, session_fingerprint, cookie.user_id)
+        admission = await limits.admit(request[CLIENT_IP], session_fingerprint, cookie.user_id)
         try:
             async with app[UPSTREAM_GUARD].call():
                 user_id = await app[APPWRITE].get_account_id(session)

@@ -31,6 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.admission import AdmissionAnswer, AdmissionQuery
 from service.lru import LRU
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
@@ -241,6 +242,22 @@ class State:
     @staticmethod
     def key(scope: str, fingerprint: str) -> str:
         return f"rtx:rl:{scope}:{fingerprint}"
+
+    async def admit(self, query: AdmissionQuery) -> AdmissionAnswer:
+        """Everything an exchange asks before Appwrite is called (see admission.py), in one go."""
+        answer = await self._on_redis(lambda redis: redis.admit(query))
+        return await self._admit_in_memory(query) if isinstance(answer, _Unavailable) else answer
+
+    async def _admit_in_memory(self, query: AdmissionQuery) -> AdmissionAnswer:
+        decisions = self._memory_limiter.hit([query.ip]) if query.ip is not None else []
+        if not all(decision.allowed for decision in decisions):
+            return AdmissionAnswer(decisions)
+        rejected, user_id = await self._memory_cache.multi_get([query.rejected_key, query.user_key])
+        if rejected:
+            return AdmissionAnswer(decisions, rejected=True)
+        user_id = user_id if isinstance(user_id, str) else None
+        group = [check for check in (query.session, query.user_check(user_id)) if check is not None]
+        return AdmissionAnswer(decisions + (self._memory_limiter.hit(group) if group else []), user_id=user_id)
 
     async def hit(self, checks: list[Check]) -> list[Decision]:
         decisions = await self._on_redis(lambda redis: redis.hit(checks))

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -70,6 +72,11 @@ async def _read_until_closed(reader: asyncio.StreamReader, outcome: Outcome) -> 
     outcome.closed_by_server = True
 
 
+def forged_session() -> bytes:
+    """A well-formed session cookie value of a session nobody has, a new one for each connection."""
+    return base64.b64encode(json.dumps({"id": "someone", "secret": secrets.token_hex(32)}).encode())
+
+
 async def header_flood(port: int, lines: int = 120, line_bytes: int = 32 * 1024 - 64, hold: float = 15.0) -> Outcome:
     """One connection of the attack: `lines` header lines of ~32 KB, Content-Length: 1000, one byte
     of body, then nothing; wait up to `hold` seconds for the server to answer and close."""
@@ -77,7 +84,9 @@ async def header_flood(port: int, lines: int = 120, line_bytes: int = 32 * 1024 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     closed = asyncio.create_task(_read_until_closed(reader, outcome))
     try:
-        head = b"POST /v1/realtime/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-CSRF: 1\r\nContent-Length: 1000\r\n"
+        # A well-formed session cookie, so that the service gets as far as reading the body.
+        head = (b"POST /v1/realtime/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-CSRF: 1\r\nContent-Length: 1000\r\n"
+                b"Cookie: a_session_hostile=" + forged_session() + b"\r\n")
         parts = [head] + [b"X-Pad-%03d: %s\r\n" % (i, b"a" * line_bytes) for i in range(lines)] + [b"\r\nx"]
         for part in parts:
             if closed.done() or outcome.status:
@@ -259,6 +268,8 @@ def request(method: str = "GET", path: str = "/livez", *headers: str, body: byte
 
 
 COOKIE_LINE = f"Cookie: {COOKIE}={SECRET}"
+# A cookie the service can decode (Appwrite's base64 JSON), so that it goes on to read the body.
+READABLE_COOKIE_LINE = f"Cookie: {COOKIE}=" + base64.b64encode(json.dumps({"id": "u1", "secret": SECRET}).encode()).decode()
 MALFORMED = {
     "control character in the Cookie header": (request("POST", "/v1/realtime/token", "X-CSRF: 1", COOKIE_LINE + "\x01x"), 400, "bad_request"),
     "NUL in the Cookie header": (request("POST", "/v1/realtime/token", COOKIE_LINE + "\x00"), 400, "bad_request"),
@@ -269,7 +280,7 @@ MALFORMED = {
     "bad Content-Length": (request("POST", "/v1/realtime/token", COOKIE_LINE, f"Content-Length: 1{SECRET}"), 400, "bad_request"),
     "Content-Length with chunked": (request("POST", "/v1/realtime/token", COOKIE_LINE, "Content-Length: 3", "Transfer-Encoding: chunked", body=b"abc"), 400, "bad_request"),
     "bad chunk size": (request("POST", "/v1/realtime/token", "X-CSRF: 1", COOKIE_LINE, "Transfer-Encoding: chunked", body=f"zz\r\n{SECRET}\r\n".encode()), 400, "bad_request"),
-    "bad gzip body": (request("POST", "/v1/realtime/token", "X-CSRF: 1", COOKIE_LINE, "Content-Encoding: gzip", f"Content-Length: {len(SECRET)}", body=SECRET.encode()), 400, "bad_request"),
+    "bad gzip body": (request("POST", "/v1/realtime/token", "X-CSRF: 1", READABLE_COOKIE_LINE, "Content-Encoding: gzip", f"Content-Length: {len(SECRET)}", body=SECRET.encode()), 400, "bad_request"),
     "not HTTP at all": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + SECRET.encode() + b"\r\n\r\n", 400, "bad_request"),
 }
 

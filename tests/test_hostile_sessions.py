@@ -333,7 +333,7 @@ async def test_a_cached_entry_ends_at_its_ttl_without_a_timer(monkeypatch) -> No
 _FLOOD = textwrap.dedent(
     """
     import asyncio, gc, json, sys
-    from service.exchange_limits import Admission, ExchangeLimits
+    from service.exchange_limits import ExchangeLimits
     from service.fingerprints import Fingerprinter
     from service.metrics import Metrics
     from service.settings import Settings
@@ -346,7 +346,7 @@ _FLOOD = textwrap.dedent(
     async def main(sessions, bound):
         settings = Settings.from_env({
             "APPWRITE_ENDPOINT": "http://127.0.0.1:9/v1", "APPWRITE_PROJECT_ID": "p",
-            "MEMORY_STATE_MAX_ENTRIES": str(bound),
+            "MEMORY_STATE_MAX_ENTRIES": str(bound), "RATE_LIMIT_IP": "off",
         })
         fingerprinter = Fingerprinter(b"k" * 32)
         state = State(None, lambda down: None, max_entries=settings.memory_state_max_entries)
@@ -355,8 +355,8 @@ _FLOOD = textwrap.dedent(
         before = rss_mb()
         for i in range(sessions):
             # Each session as the exchange sees it: its limits, then its user learned or its refusal.
-            admission, user_id = Admission(), f"user{i:016d}"
-            await limits.admit_session(admission, fingerprinter.of_session(f"secret-{i:0250d}"), user_id)
+            user_id = f"user{i:016d}"
+            admission = await limits.admit("192.0.2.1", fingerprinter.of_session(f"secret-{i:0250d}"), user_id)
             if i % 2:
                 await limits.issued(admission, user_id)
             else:
