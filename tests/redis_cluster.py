@@ -16,13 +16,15 @@ from contextlib import ExitStack, contextmanager
 import redis
 
 from tests.processes import free_port
+from tests.redis_binaries import server_binary
 
 NODES = 3
 
 
 class RedisCluster:
-    def __init__(self, ports: list[int], bus_ports: list[int], directory: str) -> None:
+    def __init__(self, ports: list[int], bus_ports: list[int], directory: str, server: str = "redis") -> None:
         self.ports = ports
+        self._server = server
         # The bus port defaults to port + 10000, which is past 65535 for a high free port.
         self._bus_ports = bus_ports
         # The agreed REDIS_URL form: every node as a seed, so any one of them may be down at start.
@@ -31,8 +33,7 @@ class RedisCluster:
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        assert binary, "redis-server is not installed (apt-get install redis-server)"
+        binary, cli = server_binary(self._server), shutil.which("redis-cli")
         assert cli, "redis-cli is not installed (apt-get install redis-tools)"
         for port, bus_port in zip(self.ports, self._bus_ports, strict=True):
             self._processes.append(subprocess.Popen(
@@ -105,11 +106,11 @@ def _wait_for_ping(port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def redis_cluster() -> Iterator[RedisCluster]:
+def redis_cluster(server: str = "redis") -> Iterator[RedisCluster]:
     with ExitStack() as stack:
         directory = stack.enter_context(tempfile.TemporaryDirectory())
         ports = distinct_free_ports(2 * NODES)
-        cluster = RedisCluster(ports[:NODES], ports[NODES:], directory)
+        cluster = RedisCluster(ports[:NODES], ports[NODES:], directory, server)
         # Registered before start, so processes started by a failed start are killed too.
         stack.callback(cluster.stop)
         cluster.start()

@@ -9,7 +9,6 @@ Every call here blocks: use it from sync fixtures, or through asyncio.to_thread.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -19,6 +18,7 @@ from contextlib import ExitStack, contextmanager
 
 import redis
 
+from tests.redis_binaries import server_binary
 from tests.redis_cluster import distinct_free_ports
 
 MASTER_NAME = "rtxmaster"
@@ -29,7 +29,7 @@ FAILOVER_TIMEOUT_MS = 5000
 
 
 class RedisSentinelSet:
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, server: str = "redis") -> None:
         ports = distinct_free_ports(2 + SENTINELS)
         self.data_ports = ports[:2]
         self.sentinel_ports = ports[2:]
@@ -43,10 +43,10 @@ class RedisSentinelSet:
         self._servers: dict[int, subprocess.Popen[bytes]] = {}
         self._sentinels: list[subprocess.Popen[bytes]] = []
         self.failovers = 0
+        self._flavour = server
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (apt-get install redis-server)"
+        binary = server_binary(self._flavour)
         master, replica = self.data_ports
         self._servers[master] = self._server(binary, master)
         _wait_for_ping(master)
@@ -200,10 +200,10 @@ def _wait_until(condition: Callable[[], bool], message: str, timeout: float = 10
 
 
 @contextmanager
-def redis_sentinel() -> Iterator[RedisSentinelSet]:
+def redis_sentinel(server: str = "redis") -> Iterator[RedisSentinelSet]:
     with ExitStack() as stack:
         directory = stack.enter_context(tempfile.TemporaryDirectory())
-        sentinels = RedisSentinelSet(directory)
+        sentinels = RedisSentinelSet(directory, server)
         # Registered before start, so processes started by a failed start are killed too.
         stack.callback(sentinels.stop)
         sentinels.start()

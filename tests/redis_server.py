@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 import time
@@ -12,20 +11,22 @@ from contextlib import contextmanager
 import redis
 
 from tests.processes import free_port
+from tests.redis_binaries import server_binary
 
 
 class RedisServer:
-    def __init__(self, port: int, directory: str, *args: str, password: str | None = None) -> None:
+    def __init__(self, port: int, directory: str, *args: str, password: str | None = None,
+                 server: str = "redis") -> None:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self._directory = directory
         self._args = args  # extra redis-server arguments, e.g. --requirepass or --cluster-enabled
         self._password = password  # what the readiness ping authenticates with
         self._process: subprocess.Popen[bytes] | None = None
+        self._server = server
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (apt-get install redis-server)"
+        binary = server_binary(self._server)
         self._process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._directory, *self._args],
@@ -52,10 +53,10 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(*args: str, password: str | None = None) -> Iterator[RedisServer]:
-    """A started redis-server on a free loopback port; `args` are extra command-line arguments."""
+def redis_server(*args: str, password: str | None = None, server: str = "redis") -> Iterator[RedisServer]:
+    """A started server (redis or valkey) on a free loopback port; `args` are extra arguments."""
     with tempfile.TemporaryDirectory() as directory:
-        server = RedisServer(free_port(), directory, *args, password=password)
+        server = RedisServer(free_port(), directory, *args, password=password, server=server)
         server.start()
         try:
             yield server
