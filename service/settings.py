@@ -160,6 +160,7 @@ class RedisConfig:
     master_name: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None  # ?ssl_ca_certs=: the CA bundle TLS servers are checked against
 
 
 def parse_redis_url(url: str) -> RedisConfig:
@@ -176,10 +177,9 @@ def parse_redis_url(url: str) -> RedisConfig:
     kind, tls = _REDIS_SCHEMES[scheme.lower()]
     if scheme.lower() == "unix":
         return RedisConfig("redis", url)
-    netloc, _, tail = rest.partition("/")
-    path, _, query_string = tail.partition("?")
-    if "?" in netloc:
-        netloc, _, query_string = netloc.partition("?")
+    # The query first: its values (a CA file's path) may hold slashes.
+    rest, _, query_string = rest.partition("?")
+    netloc, _, path = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")
     username = password = None
     if at:
@@ -208,13 +208,18 @@ def parse_redis_url(url: str) -> RedisConfig:
         db = int(query["db"][-1])
     if kind == "redis-cluster" and db != 0:
         raise SettingsError("REDIS_URL", "Redis Cluster has only database 0; remove the /N from the URL")
-    unknown = set(query) - ({"sentinel_password", "sentinel_username"} if kind == "redis-sentinel" else set())
+    known = {"ssl_ca_certs"} | ({"sentinel_password", "sentinel_username"} if kind == "redis-sentinel" else set())
+    unknown = set(query) - known
     if kind != "redis" and unknown:
         raise SettingsError("REDIS_URL", f"unknown option(s): {', '.join(sorted(unknown))}")
+    ca_file = query.get("ssl_ca_certs", [None])[-1] or None
+    if ca_file and not tls:
+        raise SettingsError("REDIS_URL", "ssl_ca_certs needs a TLS scheme: rediss://, rediss+sentinel:// or rediss+cluster://")
     return RedisConfig(
         kind, url, tls, hosts, username, password, db, master_name,
         sentinel_username=query.get("sentinel_username", [None])[-1] or None,
         sentinel_password=query.get("sentinel_password", [None])[-1] or None,
+        ca_file=ca_file,
     )
 
 

@@ -343,23 +343,26 @@ def redis_client_for(config: RedisConfig) -> Any:
     if config.kind == "redis":
         return redis_client(config.url)
     options = _client_options()
+    # TLS (the rediss+ schemes) checks the servers' certificates against ssl_ca_certs, or the
+    # system's CAs; the sentinels and the data servers alike.
+    tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": config.ca_file} if config.tls else {}
     if config.kind == "redis-sentinel":
-        sentinel_options = {**options, "ssl": config.tls, "username": config.sentinel_username,
+        sentinel_options = {**options, **tls, "username": config.sentinel_username,
                             "password": config.sentinel_password}
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(config.hosts), sentinel_kwargs=sentinel_options, **options
         )
         assert config.master_name is not None
         master = sentinel.master_for(
-            config.master_name, redis_class=Redis, ssl=config.tls, username=config.username,
-            password=config.password, db=config.db,
+            config.master_name, redis_class=Redis, username=config.username,
+            password=config.password, db=config.db, **tls,
         )
         # The Sentinels' own connections are closed with the master's (close_client).
         master._rtx_sentinels = sentinel.sentinels
         return master
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in config.hosts],
-        username=config.username, password=config.password, ssl=config.tls,
+        username=config.username, password=config.password, **tls,
         **options,
     )
 

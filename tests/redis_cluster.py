@@ -12,35 +12,46 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from urllib.parse import quote
 
 import redis
 
 from tests.processes import free_port
 from tests.redis_binaries import server_binary
+from tests.redis_tls import TlsFiles, make_tls
 
 NODES = 3
 
 
 class RedisCluster:
-    def __init__(self, ports: list[int], bus_ports: list[int], directory: str, server: str = "redis") -> None:
+    def __init__(self, ports: list[int], bus_ports: list[int], directory: str, server: str = "redis",
+                 tls: TlsFiles | None = None, tls_ports: list[int] | None = None) -> None:
         self.ports = ports
         self._server = server
+        # With TLS, every node also listens on a TLS port, the bus runs over TLS, and the nodes
+        # announce their TLS ports to clients that connect with TLS.
+        self._tls = tls
+        self._tls_ports = tls_ports or []
         # The bus port defaults to port + 10000, which is past 65535 for a high free port.
         self._bus_ports = bus_ports
         # The agreed REDIS_URL form: every node as a seed, so any one of them may be down at start.
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
+        if tls:
+            self.url = ("rediss+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self._tls_ports)
+                        + f"?ssl_ca_certs={quote(tls.ca)}")
         self._directory = directory
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         binary, cli = server_binary(self._server), shutil.which("redis-cli")
         assert cli, "redis-cli is not installed (apt-get install redis-tools)"
-        for port, bus_port in zip(self.ports, self._bus_ports, strict=True):
+        for i, (port, bus_port) in enumerate(zip(self.ports, self._bus_ports, strict=True)):
+            tls = [*self._tls.server_args(self._tls_ports[i]), "--tls-cluster", "yes"] if self._tls else []
             self._processes.append(subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", self._directory, "--cluster-enabled", "yes",
                  "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "2000",
-                 "--cluster-port", str(bus_port)],
+                 "--cluster-port", str(bus_port), *tls],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             ))
@@ -106,11 +117,12 @@ def _wait_for_ping(port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def redis_cluster(server: str = "redis") -> Iterator[RedisCluster]:
+def redis_cluster(server: str = "redis", tls: bool = False) -> Iterator[RedisCluster]:
     with ExitStack() as stack:
         directory = stack.enter_context(tempfile.TemporaryDirectory())
-        ports = distinct_free_ports(2 * NODES)
-        cluster = RedisCluster(ports[:NODES], ports[NODES:], directory, server)
+        ports = distinct_free_ports(3 * NODES)
+        cluster = RedisCluster(ports[:NODES], ports[NODES:2 * NODES], directory, server,
+                               make_tls(directory) if tls else None, ports[2 * NODES:])
         # Registered before start, so processes started by a failed start are killed too.
         stack.callback(cluster.stop)
         cluster.start()

@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from urllib.parse import quote
 
 import redis
 
 from tests.redis_binaries import server_binary
 from tests.redis_cluster import distinct_free_ports
+from tests.redis_tls import TlsFiles, make_tls
 
 MASTER_NAME = "rtxmaster"
 SENTINELS = 3
@@ -29,16 +31,26 @@ FAILOVER_TIMEOUT_MS = 5000
 
 
 class RedisSentinelSet:
-    def __init__(self, directory: str, server: str = "redis") -> None:
-        ports = distinct_free_ports(2 + SENTINELS)
+    def __init__(self, directory: str, server: str = "redis", tls: TlsFiles | None = None) -> None:
+        ports = distinct_free_ports(2 * (2 + SENTINELS))
         self.data_ports = ports[:2]
-        self.sentinel_ports = ports[2:]
+        self.sentinel_ports = ports[2:2 + SENTINELS]
+        # With TLS, every server and sentinel also listens on a TLS port; replication and the
+        # sentinels' own connections use TLS, so the sentinels name the masters' TLS ports. The
+        # failover helpers below work with the plain ports only (no TLS run uses them).
+        self._tls = tls
+        self._tls_ports = dict(zip(ports[:2 + SENTINELS], ports[2 + SENTINELS:], strict=True))
         self.master_name = MASTER_NAME
         # The agreed REDIS_URL form: every sentinel, then the master's name and the database.
         self.url = (
             "redis+sentinel://" + ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
             + f"/{MASTER_NAME}/0"
         )
+        if tls:
+            self.url = (
+                "rediss+sentinel://" + ",".join(f"127.0.0.1:{self._tls_ports[port]}" for port in self.sentinel_ports)
+                + f"/{MASTER_NAME}/0?ssl_ca_certs={quote(tls.ca)}"
+            )
         self._directory = directory
         self._servers: dict[int, subprocess.Popen[bytes]] = {}
         self._sentinels: list[subprocess.Popen[bytes]] = []
@@ -50,7 +62,7 @@ class RedisSentinelSet:
         master, replica = self.data_ports
         self._servers[master] = self._server(binary, master)
         _wait_for_ping(master)
-        self._servers[replica] = self._server(binary, replica, "--replicaof", "127.0.0.1", str(master))
+        self._servers[replica] = self._server(binary, replica, "--replicaof", "127.0.0.1", str(self._monitored(master)))
         _wait_until(lambda: _info(replica, "replication").get("master_link_status") == "up",
                     "the replica did not sync with the master")
         for port in self.sentinel_ports:
@@ -59,7 +71,8 @@ class RedisSentinelSet:
             with open(config, "w") as file:
                 file.write(
                     f"port {port}\nbind 127.0.0.1\ndir {self._directory}\n"
-                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} {QUORUM}\n"
+                    + (self._tls.config_lines(self._tls_ports[port]) + "tls-replication yes\n" if self._tls else "")
+                    + f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self._monitored(master)} {QUORUM}\n"
                     f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
                     f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
                     f"sentinel parallel-syncs {MASTER_NAME} 1\n"
@@ -73,10 +86,15 @@ class RedisSentinelSet:
         # then can a failover reach quorum and pick a replica.
         _wait_until(self._sentinels_agree, "the sentinels did not discover each other and the replica", 30)
 
+    def _monitored(self, port: int) -> int:
+        """The port replication and the sentinels use: the TLS one, with TLS."""
+        return self._tls_ports[port] if self._tls else port
+
     def _server(self, binary: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+        tls = [*self._tls.server_args(self._tls_ports[port]), "--tls-replication", "yes"] if self._tls else []
         return subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._directory, "--dbfilename", f"dump-{port}.rdb", *extra],
+             "--dir", self._directory, "--dbfilename", f"dump-{port}.rdb", *tls, *extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -200,10 +218,10 @@ def _wait_until(condition: Callable[[], bool], message: str, timeout: float = 10
 
 
 @contextmanager
-def redis_sentinel(server: str = "redis") -> Iterator[RedisSentinelSet]:
+def redis_sentinel(server: str = "redis", tls: bool = False) -> Iterator[RedisSentinelSet]:
     with ExitStack() as stack:
         directory = stack.enter_context(tempfile.TemporaryDirectory())
-        sentinels = RedisSentinelSet(directory, server)
+        sentinels = RedisSentinelSet(directory, server, make_tls(directory) if tls else None)
         # Registered before start, so processes started by a failed start are killed too.
         stack.callback(sentinels.stop)
         sentinels.start()

@@ -7,11 +7,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import redis
 
 from tests.processes import free_port
 from tests.redis_binaries import server_binary
+from tests.redis_tls import make_tls
 
 
 class RedisServer:
@@ -53,10 +55,17 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(*args: str, password: str | None = None, server: str = "redis") -> Iterator[RedisServer]:
-    """A started server (redis or valkey) on a free loopback port; `args` are extra arguments."""
+def redis_server(*args: str, password: str | None = None, server: str = "redis",
+                 tls: bool = False) -> Iterator[RedisServer]:
+    """A started server (redis or valkey) on a free loopback port; `args` are extra arguments.
+    With `tls`, `url` names its TLS port (rediss://, the test CA in ssl_ca_certs)."""
     with tempfile.TemporaryDirectory() as directory:
-        server = RedisServer(free_port(), directory, *args, password=password, server=server)
+        tls_port = free_port()
+        files = make_tls(directory) if tls else None
+        extra = files.server_args(tls_port) if files else []
+        server = RedisServer(free_port(), directory, *args, *extra, password=password, server=server)
+        if files:
+            server.url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={quote(files.ca)}"
         server.start()
         try:
             yield server

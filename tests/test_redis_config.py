@@ -140,6 +140,15 @@ def test_cluster_urls() -> None:
     assert parse_redis_url("redis+cluster://n1/0").db == 0
 
 
+def test_a_ca_file_for_tls_may_hold_slashes_unencoded() -> None:
+    """The TLS forms take the CA bundle as ?ssl_ca_certs= (a path, slashes and all)."""
+    cluster = parse_redis_url("rediss+cluster://n1:7000,n2?ssl_ca_certs=/etc/ssl/redis/ca.pem")
+    assert (cluster.hosts, cluster.db, cluster.ca_file) == ((("n1", 7000), ("n2", 6379)), 0, "/etc/ssl/redis/ca.pem")
+    sentinel = parse_redis_url("rediss+sentinel://s1/m/2?ssl_ca_certs=%2Fca.pem&sentinel_password=x")
+    assert (sentinel.master_name, sentinel.db, sentinel.ca_file, sentinel.sentinel_password) == ("m", 2, "/ca.pem", "x")
+    assert parse_redis_url("rediss://h/1?ssl_ca_certs=/ca.pem").db == 1
+
+
 @pytest.mark.parametrize(("url", "message"), [
     ("http://:hunter2@redis:6379", "REDIS_URL: must start with redis://, rediss://, unix://, redis+sentinel://, "
                                    "rediss+sentinel://, redis+cluster:// or rediss+cluster://"),
@@ -151,6 +160,8 @@ def test_cluster_urls() -> None:
     ("redis://:hunter2@h1,h2", "REDIS_URL: names several hosts; use redis+sentinel:// or redis+cluster:// for those"),
     ("redis+cluster://:hunter2@,n1", "REDIS_URL: has an empty host name"),
     ("redis+cluster://:hunter2@n1?password=x", "REDIS_URL: unknown option(s): password"),
+    ("redis+cluster://:hunter2@n1?ssl_ca_certs=/ca.pem",
+     "REDIS_URL: ssl_ca_certs needs a TLS scheme: rediss://, rediss+sentinel:// or rediss+cluster://"),
 ])
 def test_wrong_urls_name_the_variable_and_never_the_password(url: str, message: str) -> None:
     with pytest.raises(SettingsError) as raised:

@@ -32,14 +32,16 @@ DOCUMENTED_503 = {"upstream_unavailable", "upstream_saturated"}
 
 
 TOPOLOGIES = [f"{server}-{topology}" for server in SERVERS for topology in ("standalone", "cluster", "sentinel")]
+# The TLS forms (rediss://, rediss+cluster://, rediss+sentinel://) with a CA made for the run.
+TOPOLOGIES += [f"redis-{topology}-tls" for topology in ("standalone", "cluster", "sentinel")]
 
 
 @pytest.fixture(params=TOPOLOGIES)
 def redis_rig(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh Redis or Valkey of each topology; its `url` is the REDIS_URL in the agreed format."""
-    server, topology = request.param.split("-")
+    server, topology, *tls = request.param.split("-")
     rigs = {"standalone": redis_server, "cluster": redis_cluster, "sentinel": redis_sentinel}
-    with rigs[topology](server=server) as rig:
+    with rigs[topology](server=server, tls=bool(tls)) as rig:
         yield rig
 
 
