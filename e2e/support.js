@@ -78,11 +78,11 @@ process.once('exit', () => {
 });
 
 /**
- * A child process of ours (Python from ../.venv), its output kept; resolves once `isReady(output)`
+ * A child process of ours (Python from ../.venv unless `command`), its output kept; resolves once `isReady(output)`
  * holds (polled, may be async). Returns { child, output(), stop() }; every child is killed at exit.
  */
-export async function startProcess(name, args, { env = {}, isReady, timeoutMs = START_TIMEOUT_MS } = {}) {
-  const child = spawn(PYTHON, args, { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startProcess(name, args, { env = {}, isReady, timeoutMs = START_TIMEOUT_MS, command = PYTHON, cwd = REPO } = {}) {
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
