@@ -23,12 +23,11 @@ async function openPage(t) {
   return { browser, page, pageErrors, record: record(page) };
 }
 
-/** Sign in through the example's server-side form; resolves on the signed-in page at `path`. */
-async function signIn(page, appUrl, path = '/') {
+/** Sign in through the example's server-side form; resolves with the user's id on the signed-in page. */
+async function signIn(page, appUrl) {
   await page.goto(appUrl, { timeout: 60_000 });
   await page.locator('#signin-button').click();
   await page.locator('#user-id').waitFor({ timeout: 60_000 });
-  if (path !== '/') await page.goto(`${appUrl}${path}`, { timeout: 60_000 });
   return (await page.locator('#user-id').textContent()).trim();
 }
 
@@ -88,7 +87,7 @@ export function exampleSuite(name) {
       assert.equal((await browser.context.cookies(app.appUrl)).some((c) => c.name === 'a_session_demo'), false);
       await waitFor('the page to close its socket', () => socket.closed);
       // The session is gone in Appwrite too: the old cookie value mints nothing.
-      const direct = await fetch(`${app.demo.baseUrl}/v1/realtime/token`, {
+      const direct = await fetch(`${app.serviceUrl}/v1/realtime/token`, {
         method: 'POST',
         headers: { 'X-CSRF': '1', Cookie: `a_session_demo=${cookie.value}` },
         signal: AbortSignal.timeout(5_000),
@@ -98,8 +97,14 @@ export function exampleSuite(name) {
     });
 
     test('relay: the SDK\'s socket goes through the dev proxy to the relay, no token in the page; sign-out closes it', async (t) => {
-      const { page, pageErrors, record: seen } = await openPage(t);
-      const userId = await signIn(page, app.appUrl, '/?via=relay');
+      const { browser, page: signInPage } = await openPage(t);
+      const userId = await signIn(signInPage, app.appUrl);
+      await signInPage.close(); // its JWT-route socket and token requests are not this test's
+      const page = await browser.context.newPage();
+      const pageErrors = [];
+      page.on('pageerror', (error) => pageErrors.push(error.message));
+      const seen = record(page);
+      await page.goto(`${app.appUrl}/?via=relay`, { timeout: 60_000 });
       await waitForStatus(page, 'relay', 60_000);
       const socket = await waitFor('a relayed socket connected as the user', () =>
         seen.sockets.find((s) => connectedFrame(s)?.data?.user?.$id === userId),

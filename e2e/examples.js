@@ -5,12 +5,16 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, freePort, startDemo, startProcess } from './support.js';
 
+const EMULATOR_JWT_SECRET = 'emulator-openssl-key-v1-for-local-use-only';
+
 // How long a dev server may take to answer its first page (a cold compile on 2 shared cores).
 const FIRST_PAGE_TIMEOUT_MS = 120_000;
 
 /**
  * Per framework: its dev server's command line for a port, and the environment that points it at
  * the emulator (`endpoint`) and the service (`service`), in that framework's own conventions.
+ * `rewritesHost`: its dev proxy sends the service's own Host (Next.js: httpxy with changeOrigin,
+ * not configurable), so the service must list the app's origin in ALLOWED_ORIGINS.
  */
 export const EXAMPLES = {
   nuxt: {
@@ -21,6 +25,7 @@ export const EXAMPLES = {
   next: {
     args: (port) => ['dev', '--hostname', '127.0.0.1', '--port', String(port)],
     bin: 'next',
+    rewritesHost: true,
     env: ({ endpoint, service }) => ({ APPWRITE_ENDPOINT: endpoint, TOKEN_SERVICE_URL: service }),
   },
   sveltekit: {
@@ -34,38 +39,63 @@ export const EXAMPLES = {
 export const installed = (name) => existsSync(join(REPO, 'examples', name, 'node_modules', '.bin', EXAMPLES[name].bin));
 
 /**
- * The demo (emulator with its demo user, and the service) plus examples/<name>'s dev server.
- * Resolves once the dev server has rendered its first page; returns { demo, appUrl, output(), stop() }.
+ * The emulator with its demo user and the service, plus examples/<name>'s dev server. The service
+ * is the demo's own (`token-exchange demo`), or for a dev proxy that rewrites Host a
+ * `token-exchange serve` beside `token-exchange demo --site-only`, with ALLOWED_ORIGINS set to
+ * the app's origin (the examples' READMEs start the same). `env`: the service's settings.
+ * Resolves once the dev server has rendered its first page;
+ * returns { demo, serviceUrl, appUrl, output(), stop() }.
  */
 export async function startExample(name, { mode = 'cloud', env = {} } = {}) {
   const example = EXAMPLES[name];
-  const demo = await startDemo({ mode, env });
   const port = await freePort();
   // The browser opens the app as localhost and Appwrite as 127.0.0.1: cookies ignore ports, so on
   // one host name the app's session cookie would reach Appwrite too (its status: 'cookie').
   const appUrl = `http://localhost:${port}`;
-  const dir = join(REPO, 'examples', name);
-  let app;
+  const stoppers = [];
+  const stop = async () => {
+    for (const stopOne of stoppers.reverse()) await stopOne();
+  };
   try {
-    app = await startProcess(`the ${name} dev server`, example.args(port), {
+    const demo = await startDemo({ mode, env, siteOnly: Boolean(example.rewritesHost) });
+    stoppers.push(demo.stop);
+    let serviceUrl = demo.baseUrl;
+    if (example.rewritesHost) {
+      const servicePort = await freePort();
+      serviceUrl = `http://127.0.0.1:${servicePort}`;
+      const service = await startProcess('token-exchange serve', ['-m', 'service', 'serve'], {
+        env: {
+          ...env,
+          APPWRITE_ENDPOINT: `${demo.emulatorUrl}/v1`,
+          APPWRITE_PROJECT_ID: 'demo',
+          APPWRITE_JWT_SECRET: EMULATOR_JWT_SECRET,
+          ALLOWED_ORIGINS: appUrl,
+          HOST: '127.0.0.1',
+          PORT: String(servicePort),
+          LOG_LEVEL: 'warning',
+          DRAIN_TIMEOUT_SECONDS: '1',
+        },
+        isReady: async () => (await fetch(`${serviceUrl}/livez`).catch(() => null))?.ok,
+      });
+      stoppers.push(service.stop);
+    }
+    const dir = join(REPO, 'examples', name);
+    const app = await startProcess(`the ${name} dev server`, example.args(port), {
       command: join(dir, 'node_modules', '.bin', example.bin),
       cwd: dir,
-      env: { NUXT_TELEMETRY_DISABLED: '1', NEXT_TELEMETRY_DISABLED: '1', ...example.env({ endpoint: `${demo.emulatorUrl}/v1`, service: demo.baseUrl }) },
+      env: {
+        NUXT_TELEMETRY_DISABLED: '1',
+        NEXT_TELEMETRY_DISABLED: '1',
+        ...example.env({ endpoint: `${demo.emulatorUrl}/v1`, service: serviceUrl }),
+      },
       // Ready once it renders the sign-in page: the first request compiles it.
       isReady: async () => (await fetch(`http://127.0.0.1:${port}`, { signal: AbortSignal.timeout(FIRST_PAGE_TIMEOUT_MS) })).ok,
       timeoutMs: FIRST_PAGE_TIMEOUT_MS,
     });
+    stoppers.push(app.stop);
+    return { demo, serviceUrl, appUrl, output: app.output, stop };
   } catch (error) {
-    await demo.stop();
+    await stop();
     throw error;
   }
-  return {
-    demo,
-    appUrl,
-    output: app.output,
-    async stop() {
-      await app.stop();
-      await demo.stop();
-    },
-  };
 }
