@@ -6,8 +6,9 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from service.rate_limits import RateLimit, parse_rate_limit
 
@@ -93,7 +94,8 @@ class Settings:
         redis_url = reader.optional("REDIS_URL")
         if redis_url is not None:
             parse_redis_url(redis_url)  # raises SettingsError naming REDIS_URL
-        hash_key = reader.optional("STATE_HASH_KEY")
+            redis_url = _with_redis_passwords(redis_url, reader)
+        hash_key = reader.secret("STATE_HASH_KEY")
         if redis_url is not None and hash_key is None:
             raise SettingsError("STATE_HASH_KEY", "is required with REDIS_URL: replicas must share it")
         if hash_key is not None and len(hash_key) < 16:
@@ -223,6 +225,46 @@ def parse_redis_url(url: str) -> RedisConfig:
     )
 
 
+def _with_redis_passwords(url: str, reader: _Reader) -> str:
+    """REDIS_URL with REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD (or their _FILE forms) put in,
+    so every client (redis-py's own URL parser for one server) sees one configuration."""
+    password = reader.secret("REDIS_PASSWORD")
+    sentinel_password = reader.secret("REDIS_SENTINEL_PASSWORD")
+    if password is None and sentinel_password is None:
+        return url
+    config = parse_redis_url(url)
+    if password is not None:
+        if config.password is not None:
+            raise SettingsError("REDIS_PASSWORD", "REDIS_URL already holds a password; give it in one place only")
+        url = _url_with_password(url, config, password)
+    if sentinel_password is not None:
+        if config.kind != "redis-sentinel":
+            raise SettingsError(
+                "REDIS_SENTINEL_PASSWORD", "needs a redis+sentinel:// (or rediss+sentinel://) REDIS_URL"
+            )
+        if config.sentinel_password is not None:
+            raise SettingsError(
+                "REDIS_SENTINEL_PASSWORD", "REDIS_URL already holds sentinel_password; give it in one place only"
+            )
+        url = f"{url}{'&' if '?' in url else '?'}sentinel_password={quote(sentinel_password, safe='')}"
+    return url
+
+
+def _url_with_password(url: str, config: RedisConfig, password: str) -> str:
+    encoded = quote(password, safe="")
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "unix":
+        # redis-py reads a socket's credentials from its query.
+        if "password" in parse_qs(urlsplit(url).query):
+            raise SettingsError("REDIS_PASSWORD", "REDIS_URL already holds a password; give it in one place only")
+        return f"{url}{'&' if '?' in url else '?'}password={encoded}"
+    # As parse_redis_url reads it: the host list ends at the first '/' or '?'.
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    hosts = rest[:end].rpartition("@")[2]
+    user = quote(config.username, safe="") if config.username else ""
+    return f"{scheme}://{user}:{encoded}@{hosts}{rest[end:]}"
+
+
 def _host_port(part: str, default_port: int) -> tuple[str, int]:
     host, port = part, ""
     if part.startswith("["):
@@ -332,12 +374,33 @@ class _Reader:
         except ValueError as error:
             raise SettingsError(name, str(error)) from None
 
+    def secret(self, name: str) -> str | None:
+        """A secret from NAME or from the file NAME_FILE names (the Kubernetes Secret-volume
+        convention; one trailing newline is not part of it). Errors never quote the value."""
+        file_name = f"{name}_FILE"
+        value, path = self.optional(name), self.optional(file_name)
+        if path is None:
+            return value
+        if value is not None:
+            raise SettingsError(name, f"{name} and {file_name} are both set; set only one of them")
+        try:
+            # Read once, at start, before the event loop runs.
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+            raise SettingsError(file_name, f"the file {path!r} cannot be read ({reason})") from None
+        text = text.removesuffix("\n").removesuffix("\r")
+        if not text.strip():
+            raise SettingsError(file_name, f"the file {path!r} is empty")
+        return text
+
     def secrets(self, name: str) -> tuple[str, ...]:
-        """Comma-separated secrets, in order, without repeats; empty entries are skipped."""
-        raw = self.optional(name)
+        """Secrets separated by commas (or, in NAME_FILE, by lines too), in order, without repeats."""
+        raw = self.secret(name)
         if raw is None:
             return ()
-        found = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+        items = raw.replace("\n", ",").split(",")
+        found = tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
         if not found:
             raise SettingsError(name, "lists no secret; give one or more comma-separated instance keys, or unset it")
         return found
