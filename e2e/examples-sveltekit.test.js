@@ -1,0 +1,3 @@
+import { exampleSuite } from './examples-suite.js';
+
+exampleSuite('sveltekit');
