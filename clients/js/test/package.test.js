@@ -1,0 +1,104 @@
+// The package as users install it: what `npm pack` puts in the tarball, its `exports` resolved
+// by Node and by tsc from an installed copy of that tarball, and the examples consuming it.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const EXAMPLES_DIR = resolve(PACKAGE_DIR, '..', '..', 'examples');
+const EXAMPLES = ['nuxt', 'next', 'sveltekit'];
+const manifest = JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8'));
+const npm = (args, cwd) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** `npm pack` into a fresh directory; `t.after` removes it. Returns { dir, tarball, files }. */
+function pack(t) {
+  const dir = mkdtempSync(join(tmpdir(), 'realtime-auth-pack-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', dir], PACKAGE_DIR));
+  return { dir, tarball: join(dir, packed.filename), files: packed.files.map((f) => f.path).sort() };
+}
+
+/** The tarball unpacked as node_modules/<name> of a consumer project in `dir`, with appwrite beside it. */
+function installInto(dir, tarball) {
+  const target = join(dir, 'node_modules', ...manifest.name.split('/'));
+  mkdirSync(target, { recursive: true });
+  execFileSync('tar', ['-xzf', tarball, '-C', target, '--strip-components=1']);
+  symlinkSync(join(PACKAGE_DIR, 'node_modules', 'appwrite'), join(dir, 'node_modules', 'appwrite'));
+  return target;
+}
+
+test('the manifest is publishable: not private, a version, exports with types, the SDK as a peer', () => {
+  assert.equal(manifest.private, undefined);
+  assert.match(manifest.version, /^\d+\.\d+\.\d+$/);
+  assert.equal(manifest.type, 'module');
+  assert.deepEqual(manifest.exports['.'], { types: './realtime-auth.d.ts', default: './realtime-auth.js' });
+  assert.ok(manifest.peerDependencies.appwrite, 'appwrite is a peer, not bundled');
+  assert.equal(manifest.dependencies, undefined, 'no runtime dependencies');
+});
+
+test('npm pack ships the module, its types, the README and package.json, nothing else', (t) => {
+  const { files } = pack(t);
+  assert.deepEqual(files, ['README.md', 'package.json', 'realtime-auth.d.ts', 'realtime-auth.js']);
+});
+
+test('installed from the tarball: Node resolves the export, tsc checks a consumer against the packed types', (t) => {
+  const { dir, tarball } = pack(t);
+  installInto(dir, tarball);
+  // Node's resolution of the package name through `exports`, from the consumer's directory.
+  const script = `import('${manifest.name}').then((m) => console.log(Object.keys(m).sort().join(',')))`;
+  const exported = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8' });
+  assert.deepEqual(exported.trim().split(','), ['DEFAULT_TOKEN_URL', 'RealtimeAuthError', 'realtimeAuth']);
+
+  // The README's usage against the packed .d.ts, as a bundler-resolving app (the examples) sees it.
+  const usage = readFileSync(join(PACKAGE_DIR, 'test', 'types-example.ts'), 'utf8').replace("'../realtime-auth.js'", `'${manifest.name}'`);
+  assert.ok(usage.includes(`from '${manifest.name}'`));
+  writeFileSync(join(dir, 'usage.ts'), usage);
+  for (const moduleResolution of ['NodeNext', 'Bundler']) {
+    const config = {
+      compilerOptions: {
+        target: 'ES2022',
+        module: moduleResolution === 'Bundler' ? 'ESNext' : 'NodeNext',
+        moduleResolution,
+        lib: ['ES2022', 'DOM'],
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false,
+        types: [],
+      },
+      files: ['usage.ts'],
+    };
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(config));
+    const tsc = join(PACKAGE_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
+    try {
+      execFileSync(process.execPath, [tsc, '-p', dir], { cwd: dir, encoding: 'utf8' });
+    } catch (error) {
+      assert.fail(`tsc (${moduleResolution}) against the packed package failed:\n${error.stdout}`);
+    }
+  }
+});
+
+test('each example installs the packed tarball (vendor/), never a path into this directory', () => {
+  for (const name of EXAMPLES) {
+    const dir = join(EXAMPLES_DIR, name);
+    const { dependencies } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    assert.equal(dependencies[manifest.name], 'file:vendor/realtime-auth.tgz', name);
+    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
+    const entry = lock.packages[`node_modules/${manifest.name}`];
+    assert.equal(entry.resolved, 'file:vendor/realtime-auth.tgz', name);
+    // No integrity: `npm ci` then installs whatever scripts/test (or the user) packed last.
+    assert.equal(entry.integrity, undefined, `${name}: remove the helper's integrity from package-lock.json`);
+  }
+});
+
+test('the examples share one browser module (live.ts), copied byte for byte', () => {
+  const paths = { nuxt: 'app/utils/live.ts', next: 'lib/live.ts', sveltekit: 'src/lib/live.ts' };
+  const copies = EXAMPLES.map((name) => readFileSync(join(EXAMPLES_DIR, name, paths[name]), 'utf8'));
+  for (const copy of copies.slice(1)) assert.equal(copy, copies[0]);
+  assert.deepEqual(Object.keys(paths).sort(), readdirSync(EXAMPLES_DIR, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort());
+});
