@@ -28,6 +28,7 @@ from service.keys import (
     RELAYS,
     SETTINGS,
     STATE,
+    TRACING,
     UPSTREAM_GUARD,
 )
 from service.lifecycle import Lifecycle
@@ -37,8 +38,9 @@ from service.redis_state import RedisState
 from service.relay import RELAY_PATH, relay
 from service.relay_slots import RelaySlots
 from service.relay_translate import UrlChannels
-from service.settings import Settings, parse_redis_url
+from service.settings import RedisConfig, Settings, parse_redis_url
 from service.state import State, StateConfigError, check_redis, close_client, redis_client_for
+from service.tracing import NoTracing, create_tracing, tracing_middleware
 from service.upstream_guard import UpstreamGuard
 
 # The exchange takes no body; anything bigger than a small JSON object is refused with 413.
@@ -48,8 +50,14 @@ MAX_BODY_BYTES = 1024
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
-    app = web.Application(middlewares=[metrics.middleware(), request_context], client_max_size=MAX_BODY_BYTES)
+    tracing = create_tracing(settings.tracing)
+    # The route's span sits outside request_context, so it ends with the answer's final status.
+    spans = [tracing_middleware(tracing, frozenset({RELAY_PATH}))] if tracing.enabled else []
+    app = web.Application(
+        middlewares=[metrics.middleware(), *spans, request_context], client_max_size=MAX_BODY_BYTES
+    )
     app[SETTINGS] = settings
+    app[TRACING] = tracing
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
     # Without a shared deployment key, a per-process random one still keeps fingerprints keyed.
@@ -65,7 +73,9 @@ def create_app(settings: Settings) -> web.Application:
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
     app[RELAY_URL_CHANNELS] = UrlChannels(settings)
     app[LOGGED_ONCE] = set()
-    # State first: when REDIS_URL is unusable at boot it refuses to start before anything is open.
+    # Tracing first, so it is flushed last. State next: when REDIS_URL is unusable at boot it
+    # refuses to start before anything is open.
+    app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_state)
     app.cleanup_ctx.append(_http_client)
     app.on_startup.append(_announce)
@@ -83,15 +93,22 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     async with create_http_session(settings) as http, create_relay_session(settings) as relay_http:
         app[HTTP] = http
         app[RELAY_HTTP] = relay_http
-        app[APPWRITE] = AppwriteClient(http, settings)
+        app[APPWRITE] = AppwriteClient(http, settings, tracing=app[TRACING])
         yield
+
+
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await app[TRACING].shutdown()  # sends what is still queued
 
 
 async def _state(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[SETTINGS], app[METRICS]
     config = parse_redis_url(settings.redis_url) if settings.redis_url else None
     client = redis_client_for(config) if config else None
-    redis_state = RedisState(client, cluster=config.kind == "redis-cluster") if client and config else None
+    redis_state = _redis_state(client, config, app[TRACING]) if client and config else None
     state = State(
         redis_state,
         on_fallback_change=metrics.set_fallback,
@@ -120,6 +137,14 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
             await close_client(client)
 
 
+def _redis_state(client: object, config: RedisConfig, tracing: NoTracing) -> RedisState:
+    if tracing.enabled:
+        from service.tracing_redis import TracedRedisState
+
+        return TracedRedisState(client, config, tracing)
+    return RedisState(client, cluster=config.kind == "redis-cluster")
+
+
 async def _announce(app: web.Application) -> None:
     """One line that says what this process serves; no secret is part of it."""
     settings = app[SETTINGS]
@@ -131,6 +156,7 @@ async def _announce(app: web.Application) -> None:
         state_backend=app[STATE].backend,
         allowed_origins=sorted(settings.allowed_origins),
         jwt_signature_checked=bool(settings.appwrite_jwt_secrets),
+        tracing="on" if settings.tracing else "off",
     )
 
 

@@ -19,13 +19,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 
 from service.claims import ClaimsError, SignatureMismatch, TokenClaims, read_claims
 from service.problems import ProblemError
+from service.request_id import with_request_id
 from service.settings import Settings
+from service.tracing import NO_TRACING, NoTracing
 
 UNAVAILABLE_RETRY_AFTER = "5"
 # A misconfiguration lasts until someone fixes it: callers need not come back soon.
@@ -160,11 +163,24 @@ class AppwriteClient:
     """Calls Appwrite for one session. Sends only the project, the session and the duration."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, settings: Settings, misconfigurations: Misconfigurations | None = None
+        self,
+        http: aiohttp.ClientSession,
+        settings: Settings,
+        misconfigurations: Misconfigurations | None = None,
+        tracing: NoTracing = NO_TRACING,
     ) -> None:
         self._http = http
+        self._tracing = tracing
         self._jwt_url = settings.jwt_url
         self._account_url = f"{settings.appwrite_endpoint}/account"
+        endpoint = urlsplit(settings.appwrite_endpoint)
+        # What every Appwrite span says about where it went (the endpoint has no query or credentials).
+        self._span_attributes: dict[str, str | int] = {
+            "server.address": endpoint.hostname or "",
+            "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
+            "peer.service": "appwrite",
+        }
+        self._prefix_length = len(endpoint.path)
         self._body = json.dumps({"duration": settings.token_ttl_seconds}).encode()
         self._secrets = settings.appwrite_jwt_secrets
         self._details = misconfiguration_details(settings)
@@ -213,11 +229,32 @@ class AppwriteClient:
         )
 
     async def _call(self, method: str, url: str, session_value: str, body: bytes | None) -> tuple[int, bytes, float]:
-        """One request; an error answer or a transport failure becomes an UpstreamError."""
-        started = time.perf_counter()
-        headers = {"X-Appwrite-Session": session_value}
+        """One request, with the request's id and, when tracing, its own span as `traceparent`."""
+        headers = with_request_id({"X-Appwrite-Session": session_value})
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if not self._tracing.enabled:
+            return await self._send(method, url, headers, body)
+        path = urlsplit(url).path
+        template = path[self._prefix_length:]
+        attributes = {**self._span_attributes, "http.request.method": method, "url.template": template,
+                      "url.full": url}
+        with self._tracing.client_span(f"{method} {template}", attributes) as span:
+            self._tracing.inject(headers)
+            try:
+                status, raw, elapsed = await self._send(method, url, headers, body)
+            except UpstreamError as error:
+                if error.upstream_status is not None:
+                    span.set_attribute("http.response.status_code", error.upstream_status)
+                raise
+            span.set_attribute("http.response.status_code", status)
+            return status, raw, elapsed
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, bytes, float]:
+        """An error answer or a transport failure becomes an UpstreamError."""
+        started = time.perf_counter()
         try:
             async with self._http.request(
                 method, url, data=body, headers=headers, allow_redirects=False
@@ -345,7 +382,9 @@ async def probe_version(http: aiohttp.ClientSession, endpoint: str, seconds: flo
     """Appwrite's version for /readyz, or None when it cannot be reached right now."""
     try:
         async with asyncio.timeout(seconds):
-            async with http.get(f"{endpoint}/health/version", allow_redirects=False) as response:
+            async with http.get(
+                f"{endpoint}/health/version", headers=with_request_id({}), allow_redirects=False
+            ) as response:
                 raw = await read_capped(response)
     except (TimeoutError, aiohttp.ClientError, OSError):
         return None

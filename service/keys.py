@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from service.relay_translate import UrlChannels
     from service.settings import Settings
     from service.state import State
+    from service.tracing import NoTracing
     from service.upstream_guard import UpstreamGuard
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -28,6 +29,7 @@ RELAY_HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("relay_http")
 APPWRITE: web.AppKey[AppwriteClient] = web.AppKey("appwrite")
 FINGERPRINTER: web.AppKey[Fingerprinter] = web.AppKey("fingerprinter")
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
+TRACING: web.AppKey[NoTracing] = web.AppKey("tracing")  # NO_TRACING when off
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")

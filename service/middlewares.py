@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import structlog
@@ -12,9 +11,10 @@ from aiohttp.typedefs import Handler
 
 from service.keys import CLIENT_IP, LIFECYCLE, REQUEST_ID, SETTINGS
 from service.problems import ProblemError, problem_response, response_for
+from service.request_id import REQUEST_ID_HEADER, current_request_id, new_request_id
 from service.security import PREFLIGHT_GRANTS, client_ip, cors_origin, refused_origin_detail, set_cors_headers
 
-REQUEST_ID_HEADER = "X-Request-ID"
+__all__ = ["REQUEST_ID_HEADER", "new_request_id", "request_context"]
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _log = structlog.get_logger(logger_name="service")
 
@@ -29,16 +29,13 @@ _HTTP_ERROR_CODES = {
 }
 
 
-def new_request_id() -> str:
-    return os.urandom(16).hex()
-
-
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Keep a sane incoming X-Request-ID or make one; bind it for every log line of the request."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
     request[REQUEST_ID] = request_id
+    current_request_id.set(request_id)  # forwarded to Appwrite (service/request_id.py)
     request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
     # A keep-alive connection serves many requests in one task: start each from a clean context.
     structlog.contextvars.clear_contextvars()

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -36,12 +37,14 @@ from service.keys import (
     RELAYS,
     REQUEST_ID,
     SETTINGS,
+    TRACING,
     UPSTREAM_GUARD,
 )
 from service.problems import ProblemError
 from service.relay_policy import Handshake, denied_channels, read_handshake, screen_frame, shown, upstream_url
 from service.security import check_origin, limit_key_for_ip
 from service.session_cookie import session_from_cookie
+from service.tracing import set_response
 
 RELAY_PATH = "/v1/realtime"
 # What a page may send: Appwrite's own cap on client frames (Swoole's package_max_length). What
@@ -77,6 +80,14 @@ class _SlowClient(Exception):
 
 
 async def relay(request: web.Request) -> web.StreamResponse:
+    # The route's span covers the handshake only: it ends once the page's socket is open (a socket
+    # lives for hours; what it does then is in the relay metrics and the audit log).
+    with contextlib.ExitStack() as spanned:
+        span = spanned.enter_context(request.app[TRACING].server_span(request, RELAY_PATH))
+        return await _relay(request, spanned, span)
+
+
+async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span: Any) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     probe = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
@@ -135,6 +146,8 @@ async def relay(request: web.Request) -> web.StreamResponse:
         except BaseException:
             await upstream.close()
             raise
+        set_response(span, 101)
+        spanned.close()
         if translate:
             await TranslatingRelay(request, client, upstream, session, fields).run()
         else:
@@ -146,18 +159,36 @@ async def connect_upstream(
     request: web.Request, session: str, handshake: Handshake
 ) -> aiohttp.ClientWebSocketResponse:
     settings = request.app[SETTINGS]
+    headers = {
+        "X-Appwrite-Session": session,
+        "X-Appwrite-Project": settings.project_id,
+        # Appwrite takes the client IP from here for its own limits; no Origin is sent,
+        # so Appwrite skips its platform check and the relay's allowlist stands instead.
+        "X-Forwarded-For": request[CLIENT_IP],
+        "X-Request-ID": request[REQUEST_ID],
+    }
+    url = URL(upstream_url(settings.appwrite_endpoint, settings.project_id, handshake), encoded=True)
+    tracing = request.app[TRACING]
+    # The URL's query (project, channels) stays out of the span; its path and host say enough.
+    attributes: dict[str, str | int] = {
+        "http.request.method": "GET", "url.template": "/realtime", "server.address": url.host or "",
+        "server.port": url.port or 0, "peer.service": "appwrite",
+    }
+    with tracing.client_span("GET /realtime (WebSocket)", attributes):
+        tracing.inject(headers)
+        return await _ws_connect(request, url, headers)
+
+
+async def _ws_connect(
+    request: web.Request, url: URL, headers: dict[str, str]
+) -> aiohttp.ClientWebSocketResponse:
+    settings = request.app[SETTINGS]
     try:
         async with asyncio.timeout(settings.upstream_timeout_seconds):
             return await request.app[RELAY_HTTP].ws_connect(
                 # Already percent-encoded, one spelling per key: yarl must not requote it.
-                URL(upstream_url(settings.appwrite_endpoint, settings.project_id, handshake), encoded=True),
-                headers={
-                    "X-Appwrite-Session": session,
-                    "X-Appwrite-Project": settings.project_id,
-                    # Appwrite takes the client IP from here for its own limits; no Origin is sent,
-                    # so Appwrite skips its platform check and the relay's allowlist stands instead.
-                    "X-Forwarded-For": request[CLIENT_IP],
-                },
+                url,
+                headers=headers,
                 max_msg_size=settings.relay_max_event_bytes,
                 autoping=True,
                 compress=0,

@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from service.rate_limits import RateLimit, parse_rate_limit
+from service.tracing import TracingConfig, TracingSettingsError, tracing_config
 
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,35}$")
 # RFC 6265 cookie-name: an RFC 7230 token.
@@ -75,6 +76,8 @@ class Settings:
     ipv6_prefix_length: int = 64
     # Entries the in-memory state keeps at most (limit windows and caches together).
     memory_state_max_entries: int = 100_000
+    # OpenTelemetry tracing from the standard OTEL_* variables; None = off (service/tracing.py).
+    tracing: TracingConfig | None = None
 
     @property
     def jwt_url(self) -> str:
@@ -100,6 +103,10 @@ class Settings:
             raise SettingsError("STATE_HASH_KEY", "is required with REDIS_URL: replicas must share it")
         if hash_key is not None and len(hash_key) < 16:
             raise SettingsError("STATE_HASH_KEY", "must be at least 16 characters")
+        try:
+            tracing = tracing_config(env)
+        except TracingSettingsError as error:
+            raise SettingsError(error.variable, error.problem) from None
         return cls(
             appwrite_endpoint=endpoint,
             project_id=project_id,
@@ -135,6 +142,7 @@ class Settings:
             max_request_header_bytes=reader.integer("MAX_REQUEST_HEADER_BYTES", 64 * 1024, 8 * 1024, 1024 * 1024),
             ipv6_prefix_length=reader.integer("IPV6_PREFIX_LENGTH", 64, 1, 128),
             memory_state_max_entries=reader.integer("MEMORY_STATE_MAX_ENTRIES", 100_000, 100, 100_000_000),
+            tracing=tracing,
         )
 
 

@@ -1,0 +1,285 @@
+"""OpenTelemetry tracing, off unless the standard OTEL_* variables turn it on (OTLP over HTTP).
+
+Spans: the route (SERVER, continuing an incoming `traceparent`), each Appwrite call and the relay's
+upstream handshake (CLIENT, `traceparent` forwarded), each Redis call. Attributes are chosen, never
+copied from requests: no cookie, session, JWT, key, or URL with its query ever becomes one.
+
+When tracing is off, `NO_TRACING` stands in: nothing of OpenTelemetry is imported, and each span
+site costs one method call returning a shared no-op context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from service.problems import ProblemError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+_SAMPLERS = (
+    "always_on", "always_off", "traceidratio",
+    "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+)
+DEFAULT_SERVICE_NAME = "token-exchange"
+
+
+class TracingSettingsError(ValueError):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable, self.problem = variable, problem
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """What the OTEL_* variables ask for; built only when tracing is on."""
+
+    endpoint: str  # the full traces URL (.../v1/traces)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold an API key
+    timeout_seconds: float = 10.0
+    service_name: str = DEFAULT_SERVICE_NAME
+    resource: tuple[tuple[str, str], ...] = ()
+    sampler: str = "parentbased_always_on"
+    sampler_ratio: float = 1.0
+
+
+def tracing_config(env: Mapping[str, str]) -> TracingConfig | None:
+    """None (off) unless OTEL_TRACES_EXPORTER=otlp or an OTLP endpoint is set; OTEL_SDK_DISABLED=true
+    and OTEL_TRACES_EXPORTER=none win. Raises TracingSettingsError naming the variable."""
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    if get("OTEL_SDK_DISABLED").lower() == "true":
+        return None
+    exporter = get("OTEL_TRACES_EXPORTER").lower()
+    if exporter not in ("", "otlp", "none"):
+        raise TracingSettingsError("OTEL_TRACES_EXPORTER", f"must be otlp or none, got {exporter!r}")
+    endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    base = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if exporter == "none" or (exporter == "" and not endpoint and not base):
+        return None
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        if get(name) and get(name) != "http/protobuf":
+            raise TracingSettingsError(name, f"only http/protobuf is supported, got {get(name)!r}")
+    if not endpoint:
+        endpoint = f"{(base or 'http://localhost:4318').rstrip('/')}/v1/traces"
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") else (
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        raise TracingSettingsError(variable, "must be an http(s) URL such as http://collector:4318")
+    headers_name = "OTEL_EXPORTER_OTLP_TRACES_HEADERS" if get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") else (
+        "OTEL_EXPORTER_OTLP_HEADERS"
+    )
+    timeout_name = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" if get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") else (
+        "OTEL_EXPORTER_OTLP_TIMEOUT"
+    )
+    sampler = get("OTEL_TRACES_SAMPLER").lower() or "parentbased_always_on"
+    if sampler not in _SAMPLERS:
+        raise TracingSettingsError("OTEL_TRACES_SAMPLER", f"must be one of {', '.join(_SAMPLERS)}")
+    return TracingConfig(
+        endpoint=endpoint,
+        headers=_pairs(headers_name, get(headers_name)),
+        timeout_seconds=_milliseconds(timeout_name, get(timeout_name)) if get(timeout_name) else 10.0,
+        service_name=get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
+        resource=_pairs("OTEL_RESOURCE_ATTRIBUTES", get("OTEL_RESOURCE_ATTRIBUTES")),
+        sampler=sampler,
+        sampler_ratio=_ratio(get("OTEL_TRACES_SAMPLER_ARG")) if "ratio" in sampler else 1.0,
+    )
+
+
+def _pairs(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`k=v,k2=v2` (W3C Baggage-style, values percent-encoded). The error never quotes a value."""
+    pairs = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise TracingSettingsError(name, "must be comma-separated key=value pairs")
+        pairs.append((key.strip(), unquote(value.strip())))
+    return tuple(pairs)
+
+
+def _milliseconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw) / 1000
+    except ValueError:
+        raise TracingSettingsError(name, f"must be milliseconds, got {raw!r}") from None
+    if not 0 < value <= 600:
+        raise TracingSettingsError(name, "must be between 1 and 600000 milliseconds")
+    return value
+
+
+def _ratio(raw: str) -> float:
+    try:
+        value = float(raw) if raw else 1.0
+    except ValueError:
+        raise TracingSettingsError("OTEL_TRACES_SAMPLER_ARG", f"must be a number, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise TracingSettingsError("OTEL_TRACES_SAMPLER_ARG", "must be between 0 and 1")
+    return value
+
+
+# Routes polled by probes and scrapers: a span each would only bury the traces that matter.
+_UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+
+
+class NoTracing:
+    """Tracing off: every span site gets the same no-op context manager."""
+
+    enabled = False
+    _NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+    def server_span(self, request: web.Request, route: str) -> contextlib.AbstractContextManager[Any]:
+        return self._NOTHING
+
+    def client_span(self, name: str, attributes: Mapping[str, str | int]) -> contextlib.AbstractContextManager[Any]:
+        return self._NOTHING
+
+    def inject(self, headers: dict[str, str]) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+NO_TRACING = NoTracing()
+
+
+class Tracing(NoTracing):
+    """Tracing on: an SDK tracer provider of this app's own (no process-global state, so tests and
+    several apps in one process do not share one), exporting in batches from a worker thread."""
+
+    enabled = True
+
+    def __init__(self, config: TracingConfig) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace import SpanKind
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        resource = Resource.create({**dict(config.resource), "service.name": config.service_name})
+        self._provider: TracerProvider = TracerProvider(resource=resource, sampler=_sampler(config))
+        exporter = OTLPSpanExporter(
+            endpoint=config.endpoint, headers=dict(config.headers), timeout=config.timeout_seconds
+        )
+        # Spans are queued on the event loop and sent by the processor's own thread.
+        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer: Tracer = self._provider.get_tracer("service")
+        self._propagator = TraceContextTextMapPropagator()
+        self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
+
+    @contextlib.contextmanager
+    def server_span(self, request: web.Request, route: str) -> Iterator[Span | None]:
+        """The route's span, continuing the caller's trace from a `traceparent` header."""
+        if request.path in _UNTRACED_PATHS:
+            yield None
+            return
+        parent = self._propagator.extract({"traceparent": request.headers.get("traceparent", "")})
+        attributes: dict[str, str | int] = {
+            "http.request.method": request.method,
+            "http.route": route,
+            "url.scheme": request.scheme,
+            "url.path": route,
+        }
+        with self._tracer.start_as_current_span(
+            f"{request.method} {route}", context=parent, kind=self._server, attributes=attributes,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            try:
+                yield span
+            except ProblemError as error:
+                _failed(span, error.status, error.code)
+                raise
+            except Exception as error:
+                _failed(span, 500, type(error).__name__)
+                raise
+
+    @contextlib.contextmanager
+    def client_span(self, name: str, attributes: Mapping[str, str | int]) -> Iterator[Span]:
+        """A call out; `inject` inside it forwards this span as the callee's parent. A ProblemError
+        leaving it marks it failed with the problem's code, nothing of its message."""
+        with self._tracer.start_as_current_span(
+            name, kind=self._client, attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                yield span
+            except ProblemError as error:
+                _failed(span, None, error.code)
+                raise
+            except Exception as error:
+                _failed(span, None, type(error).__name__)
+                raise
+
+    def inject(self, headers: dict[str, str]) -> None:
+        self._propagator.inject(headers)
+
+    async def shutdown(self) -> None:
+        # Flushing sends over HTTP and joins the worker thread: never on the event loop.
+        await asyncio.to_thread(self._provider.shutdown)
+
+
+def _failed(span: Span, status: int | None, error_type: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    span.set_attribute("error.type", error_type)
+    if status is None or status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def set_response(span: Span | None, status: int) -> None:
+    """The answer's status on a span; 5xx marks a server span failed (semantic conventions)."""
+    if span is None:
+        return
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def _sampler(config: TracingConfig) -> Any:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+    name = config.sampler.removeprefix("parentbased_")
+    root = ALWAYS_ON if name == "always_on" else ALWAYS_OFF if name == "always_off" else TraceIdRatioBased(
+        config.sampler_ratio
+    )
+    return ParentBased(root) if config.sampler.startswith("parentbased_") else root
+
+
+def create_tracing(config: TracingConfig | None) -> NoTracing:
+    return Tracing(config) if config is not None else NO_TRACING
+
+
+def tracing_middleware(tracing: NoTracing, spanned_by_handler: frozenset[str]) -> Any:
+    """The route's server span around every request but those whose handler spans itself (the
+    relay spans only its handshake: a socket lives for hours). Installed only when tracing is on."""
+    from aiohttp import web
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in spanned_by_handler:
+            return await handler(request)  # type: ignore[no-any-return]
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        with tracing.server_span(request, route) as span:
+            response: web.StreamResponse = await handler(request)
+            set_response(span, response.status)
+            return response
+
+    return middleware
