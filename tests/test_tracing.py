@@ -1,0 +1,285 @@
+"""Tracing, end to end: `token-exchange serve` as a real process with the standard OTEL_* variables,
+exporting over OTLP/HTTP to a receiver this test runs (an aiohttp endpoint decoding the protobuf
+ExportTraceServiceRequest), in front of the emulator, which records the `traceparent` it got."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from service.settings import Settings, SettingsError
+from tests.conftest import COOKIE, JWT_SECRET, PROJECT, Emulator
+from tests.helpers import upstream_requests
+from tests.processes import free_port, running
+from tests.redis_server import RedisServer, redis_server
+
+SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
+HASH_KEY = "tracing-test-hash-key-0123456789"
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+ORIGIN = "https://app.example.com"
+
+
+@dataclass
+class ExportedSpan:
+    name: str
+    kind: int
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+
+
+def _values(pairs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        assert isinstance(pair, KeyValue)
+        kind = pair.value.WhichOneof("value")
+        out[pair.key] = getattr(pair.value, kind) if kind else None
+    return out
+
+
+class Receiver:
+    """An OTLP/HTTP traces endpoint: every span it was sent, decoded."""
+
+    def __init__(self) -> None:
+        self.spans: list[ExportedSpan] = []
+        self.posts = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.posts += 1
+        assert request.content_type == "application/x-protobuf"
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(await request.read())
+        for resource_spans in export.resource_spans:
+            resource = _values(resource_spans.resource.attributes)
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append(ExportedSpan(
+                        span.name, span.kind, span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
+                        _values(span.attributes), resource,
+                    ))
+        return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                            content_type="application/x-protobuf")
+
+    def named(self, name: str) -> list[ExportedSpan]:
+        return [span for span in self.spans if span.name == name]
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Any) -> AsyncIterator[tuple[Receiver, TestServer]]:
+    collector = Receiver()
+    app = web.Application()
+    app.router.add_post("/v1/traces", collector.handle)
+    yield collector, await aiohttp_server(app)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@dataclass
+class Service:
+    url: str
+    process: asyncio.subprocess.Process
+    stdout: str = ""
+
+    async def stop(self) -> None:
+        """SIGTERM: the process drains, flushes its spans and exits; its log is kept."""
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(self.process.communicate(), 30)
+        assert self.process.returncode == 0
+        self.stdout = out.decode()
+
+    def log_events(self, name: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("event") == name]
+
+
+@pytest.fixture
+def serve(emulator: Emulator) -> Any:
+    @contextlib.asynccontextmanager
+    async def start(**env: str) -> AsyncIterator[Service]:
+        port = free_port()
+        base = {
+            "APPWRITE_ENDPOINT": emulator.endpoint, "APPWRITE_PROJECT_ID": PROJECT, "APPWRITE_JWT_SECRET": JWT_SECRET,
+            "HOST": "127.0.0.1", "PORT": str(port), "ALLOWED_ORIGINS": ORIGIN, "DRAIN_TIMEOUT_SECONDS": "0",
+            "LOG_FORMAT": "json",
+        }
+        # Only what this test sets: an OTEL_* variable of the machine running the suite must not leak in.
+        clean = {name: "" for name in os.environ if name.startswith("OTEL_")}
+        async with running("serve", env={**clean, **base, **env}, ready_url=f"http://127.0.0.1:{port}/livez") as process:
+            yield Service(f"http://127.0.0.1:{port}", process)
+
+    return start
+
+
+def traceparent(recorded: dict[str, Any]) -> tuple[str, str]:
+    """The trace and parent span ids of the `traceparent` Appwrite received; it must say sampled."""
+    version, trace_id, span_id, flags = recorded["headers"]["traceparent"].split("-")
+    assert version == "00" and int(flags, 16) & 1
+    return trace_id, span_id
+
+
+def _secrets_absent(spans: list[ExportedSpan], *secrets: str) -> None:
+    for span in spans:
+        text = json.dumps([span.name, span.attributes, span.resource], default=str)
+        for secret in secrets:
+            assert secret not in text, (span.name, "carries a secret")
+        assert "?" not in str(span.attributes.get("url.full", "")), "a URL with its query"
+
+
+async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_redis(
+    serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer], redis: RedisServer
+) -> None:
+    collector, endpoint = receiver
+    _, session_id, cookie = emulator.signed_in_user()
+    async with serve(
+        OTEL_EXPORTER_OTLP_ENDPOINT=str(endpoint.make_url("")).rstrip("/"), OTEL_SERVICE_NAME="rtx-under-test",
+        OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test", REDIS_URL=redis.url, STATE_HASH_KEY=HASH_KEY,
+    ) as service, aiohttp.ClientSession() as http:
+        async with http.post(f"{service.url}/v1/realtime/token", headers={
+            "X-CSRF": "1", "Cookie": f"{COOKIE}={cookie}", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+        }) as response:
+            assert response.status == 200
+            token = (await response.json())["jwt"]
+            request_id = response.headers["X-Request-ID"]
+        await service.stop()
+
+    [route] = collector.named("POST /v1/realtime/token")
+    assert route.kind == SERVER
+    assert (route.trace_id, route.parent_id) == (CALLER_TRACE, CALLER_SPAN)  # the caller's trace goes on
+    assert route.attributes["http.response.status_code"] == 200
+    assert route.attributes["http.route"] == "/v1/realtime/token"
+    assert route.attributes["http.request.method"] == "POST"
+    assert route.resource["service.name"] == "rtx-under-test"
+    assert route.resource["deployment.environment"] == "test"
+
+    [call] = collector.named("POST /account/jwts")
+    assert call.kind == CLIENT
+    assert (call.trace_id, call.parent_id) == (CALLER_TRACE, route.span_id)
+    assert call.attributes["http.response.status_code"] == 201  # Appwrite creates the JWT
+    assert call.attributes["server.address"] == "127.0.0.1"
+    assert call.attributes["url.full"] == f"{emulator.endpoint}/account/jwts"
+
+    # Appwrite saw the client span as its parent, and the id the service logged and answered with.
+    [sent] = await upstream_requests(emulator)
+    assert traceparent(sent) == (CALLER_TRACE, call.span_id)
+    assert sent["headers"]["X-Request-ID"] == request_id
+    [issued] = service.log_events("token.issued")
+    assert issued["request_id"] == request_id
+
+    redis_spans = [span for span in collector.spans if span.name.startswith("redis ")]
+    assert redis_spans, "no span for the Redis calls"
+    exchange_redis = [span for span in redis_spans if span.trace_id == CALLER_TRACE]
+    assert exchange_redis and all(span.parent_id == route.span_id for span in exchange_redis)
+    for span in exchange_redis:
+        assert span.kind == CLIENT
+        assert span.attributes["db.system.name"] == "redis"
+        assert span.attributes["server.port"] == redis.port
+    _secrets_absent(collector.spans, cookie, token, session_id, HASH_KEY, JWT_SECRET)
+
+
+async def test_the_relay_handshake_is_spanned_and_its_upstream_socket_carries_the_trace(
+    serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    collector, endpoint = receiver
+    _, session_id, cookie = emulator.signed_in_user()
+    async with serve(OTEL_TRACES_EXPORTER="otlp",
+                     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=str(endpoint.make_url("/v1/traces"))) as service:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{service.url}/v1/realtime?project={PROJECT}&channels[]=account",
+            headers={"Origin": ORIGIN, "Cookie": f"{COOKIE}={cookie}"},
+        ) as socket:
+            request_id = socket._response.headers["X-Request-ID"]
+            await socket.close()
+        await service.stop()
+
+    [route] = collector.named("GET /v1/realtime")
+    assert route.kind == SERVER
+    assert route.parent_id == ""  # no traceparent came in: a new trace
+    assert route.attributes["http.response.status_code"] == 101
+    [account] = collector.named("GET /account")
+    [upstream] = collector.named("GET /realtime (WebSocket)")
+    for child in (account, upstream):
+        assert child.kind == CLIENT
+        assert (child.trace_id, child.parent_id) == (route.trace_id, route.span_id)
+    assert upstream.attributes["url.template"] == "/realtime"
+    assert "url.full" not in upstream.attributes  # its query names the project and channels
+
+    [handshake] = await upstream_requests(emulator, "/v1/realtime")
+    assert traceparent(handshake) == (route.trace_id, upstream.span_id)
+    assert handshake["headers"]["X-Request-ID"] == request_id
+    [checked] = await upstream_requests(emulator, "/v1/account")
+    assert traceparent(checked) == (route.trace_id, account.span_id)
+    assert checked["headers"]["X-Request-ID"] == request_id
+    _secrets_absent(collector.spans, cookie, session_id, JWT_SECRET)
+
+
+@pytest.mark.parametrize("off", [{}, {"OTEL_SDK_DISABLED": "true"}, {"OTEL_TRACES_EXPORTER": "none"}])
+async def test_with_tracing_off_nothing_is_exported_and_no_traceparent_goes_out(
+    serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer], off: dict[str, str]
+) -> None:
+    collector, endpoint = receiver
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": str(endpoint.make_url("")).rstrip("/"), **off} if off else {}
+    cookie = emulator.signed_in_user()[2]
+    async with serve(**env) as service, aiohttp.ClientSession() as http:
+        async with http.post(f"{service.url}/v1/realtime/token", headers={
+            "X-CSRF": "1", "Cookie": f"{COOKIE}={cookie}", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+        }) as response:
+            assert response.status == 200
+            request_id = response.headers["X-Request-ID"]
+        await service.stop()
+    assert collector.posts == 0
+    [sent] = await upstream_requests(emulator)
+    assert "traceparent" not in {name.lower() for name in sent["headers"]}
+    assert sent["headers"]["X-Request-ID"] == request_id
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_HEADERS": "api-key"}, "OTEL_EXPORTER_OTLP_HEADERS"),
+    ],
+)
+def test_a_bad_otel_variable_is_named(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"APPWRITE_ENDPOINT": "https://aw.example.com/v1", "APPWRITE_PROJECT_ID": "p", **env})
+    assert raised.value.variable == variable
+
+
+def test_otlp_settings_are_read_and_headers_kept_out_of_the_repr() -> None:
+    settings = Settings.from_env({
+        "APPWRITE_ENDPOINT": "https://aw.example.com/v1", "APPWRITE_PROJECT_ID": "p",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example.com:4318/",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cr%3Dt,tenant=a",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25",
+    })
+    assert settings.tracing is not None
+    assert settings.tracing.endpoint == "https://collector.example.com:4318/v1/traces"
+    assert dict(settings.tracing.headers) == {"x-api-key": "s3cr=t", "tenant": "a"}
+    assert (settings.tracing.sampler, settings.tracing.sampler_ratio) == ("parentbased_traceidratio", 0.25)
+    assert "s3cr" not in repr(settings)
