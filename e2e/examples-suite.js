@@ -105,10 +105,15 @@ export function exampleSuite(name) {
       page.on('pageerror', (error) => pageErrors.push(error.message));
       const seen = record(page);
       await page.goto(`${app.appUrl}/?via=relay`, { timeout: 60_000 });
-      await waitForStatus(page, 'relay', 60_000);
-      const socket = await waitFor('a relayed socket connected as the user', () =>
-        seen.sockets.find((s) => connectedFrame(s)?.data?.user?.$id === userId),
-      );
+      const socket = await waitFor(
+        'a relayed socket connected as the user',
+        () => seen.sockets.find((s) => connectedFrame(s)?.data?.user?.$id === userId),
+        { timeoutMs: 60_000 },
+      ).catch(async (error) => {
+        const sockets = seen.sockets.map((s) => ({ url: s.url, closed: s.closed, received: s.received.slice(0, 3) }));
+        throw new Error(`${error.message}; page status ${await status(page)}; sockets ${JSON.stringify(sockets)}`);
+      });
+      assert.equal(await status(page), 'relay');
       const url = new URL(socket.url);
       assert.equal(url.origin.replace('ws:', 'http:'), app.appUrl, 'the socket goes to the page\'s own origin');
       assert.equal(url.pathname, '/v1/realtime');
