@@ -59,6 +59,8 @@ def configurations(upstream_port: int, redis_url: str, log_level: str) -> list[C
                service_env(upstream_port, 0, log_level, None)),
         Config("redis", f"service, Redis state (LOG_LEVEL={log_level})", True, service,
                service_env(upstream_port, 0, log_level, redis_url)),
+        Config("memory-traced", "service, memory state, tracing on", False, [PYTHON, "-m", "bench.traced_service"],
+               service_env(upstream_port, 0, log_level, None)),
     ]
     if log_level != "warning":
         configs.append(
