@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import orjson
 
 _JWS = jwt.PyJWS(algorithms=["HS256"])
 
@@ -51,7 +51,7 @@ def read_claims(token: str, secrets: str | Sequence[str] | None = (), now: float
         decoded = _verified(token, secrets) if secrets else _JWS.decode_complete(
             token, options={"verify_signature": False}
         )
-        claims = json.loads(decoded["payload"])
+        claims = orjson.loads(decoded["payload"])
     except SignatureMismatch:
         raise
     except (jwt.PyJWTError, ValueError) as error:

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -53,12 +55,23 @@ def _serve() -> int:
     configure_logging(settings.log_level, settings.log_format)
     # Not web.run_app: its runner cannot take the bounded HTTP protocol (service/http_server.py).
     try:
-        asyncio.run(serve(create_app(settings), settings))
+        _run(serve(create_app(settings), settings))
     except SettingsError as error:
         # Found at start: REDIS_URL names a Redis that is unusable (service/state.py).
         sys.stderr.write(f"token-exchange: configuration error: {error}\n")
         return 2
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """On uvloop where it is installed (a dependency everywhere but Windows): the same asyncio API,
+    with less of the loop's own CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _emulator(host: str, port: int) -> int:

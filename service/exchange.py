@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from aiohttp import web
 
 from service import audit
@@ -73,8 +74,13 @@ async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> we
     audit_fields["user_id"] = claims.user_id
     expires_in = claims.expires_in(time.time())
     audit_fields["ttl_seconds"] = expires_in
-    return web.json_response(
-        {"jwt": jwt, "expiresIn": expires_in, "expiresAt": claims.expires_at_rfc3339, "userId": claims.user_id},
+    # orjson renders the body straight to bytes (json_response goes through str, then encodes).
+    return web.Response(
+        body=orjson.dumps(
+            {"jwt": jwt, "expiresIn": expires_in, "expiresAt": claims.expires_at_rfc3339, "userId": claims.user_id}
+        ),
+        content_type="application/json",
+        charset="utf-8",
         headers={**_NO_STORE, **admission.headers},
     )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import IO, Any, TextIO, cast
+from typing import IO, Any, BinaryIO, TextIO, cast
 
+import orjson
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -32,11 +33,24 @@ def _name_logger(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
     return event
 
 
+def _json_renderer(binary: bool) -> structlog.typing.Processor:
+    """orjson renders each line to bytes; a text stream (the tests' StringIO) gets it decoded."""
+    render = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+    if binary:
+        return render
+
+    def as_text(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        return cast(bytes, render(logger, name, event)).decode()
+
+    return as_text
+
+
 def configure_logging(
     level: str = "info", fmt: str = "json", stream: IO[str] | None = None, cache_loggers: bool = True
 ) -> None:
-    """Our events render straight to the stream (no stdlib logging on the hot path); stdlib
-    records (aiohttp's own, libraries') go through the same processors and renderer.
+    """Our events render straight to the stream (no stdlib logging on the hot path), as bytes
+    written to its binary buffer when it has one; stdlib records (aiohttp's own, libraries') go
+    through the same processors and a renderer of the same JSON as text.
 
     `cache_loggers=False` lets tests reconfigure the stream between runs.
     """
@@ -47,10 +61,10 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
     ]
+    console = fmt == "console"
+    binary: BinaryIO | None = None if console else getattr(out, "buffer", None)
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False) if console else _json_renderer(binary=False)
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(
@@ -67,8 +81,13 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     structlog.configure(
-        processors=[*shared, _name_logger, structlog.processors.format_exc_info, renderer],
-        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),
+        processors=[
+            *shared, _name_logger, structlog.processors.format_exc_info,
+            renderer if binary is None else _json_renderer(binary=True),
+        ],
+        logger_factory=(
+            structlog.WriteLoggerFactory(cast(TextIO, out)) if binary is None else structlog.BytesLoggerFactory(binary)
+        ),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=cache_loggers,
     )
