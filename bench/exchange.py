@@ -182,7 +182,7 @@ def issued_count(service: Child) -> int:
     status, body = http_call(service.port, "GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
-    match = re.search(rb'^token_exchanges_total\{code="issued"\} ([0-9.e+]+)$', body, re.MULTILINE)
+    match = re.search(rb'^token_exchange_token_requests_total\{code="issued"\} ([0-9.e+]+)$', body, re.MULTILINE)
     return int(float(match.group(1))) if match else 0
 
 

@@ -50,6 +50,7 @@ MAX_BODY_BYTES = 1024
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
+    metrics.set_relay_limit(settings.relay_max_sockets)
     tracing = create_tracing(settings.tracing)
     # The route's span sits outside request_context, so it ends with the answer's final status.
     spans = [tracing_middleware(tracing, frozenset({RELAY_PATH}))] if tracing.enabled else []

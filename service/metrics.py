@@ -1,4 +1,7 @@
-"""Prometheus metrics. Labels hold only fixed vocabularies: route templates, codes, scopes."""
+"""Prometheus metrics. Labels hold only fixed vocabularies: route templates, codes, scopes.
+
+Every name carries one prefix, PREFIX, so that the service's series never collide with another's in a
+shared Prometheus (deploy/k8s/components/monitoring and deploy/grafana read them by these names)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from service.upstream_guard import CircuitState
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+PREFIX = "token_exchange"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -20,43 +24,56 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.exchanges = Counter("token_exchanges", "Token exchanges by outcome code.", ["code"], registry=r)
+        r, ns = self.registry, PREFIX
+        self.exchanges = Counter(
+            "token_requests", "Token requests (POST /v1/realtime/token) by outcome code.", ["code"],
+            namespace=ns, registry=r,
+        )
         self.request_seconds = Histogram(
             "http_request_duration_seconds", "Request latency by route.", ["route", "method"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS, namespace=ns, registry=r,
         )
-        self.in_flight = Gauge("http_requests_in_flight", "Requests being handled now.", registry=r)
+        self.in_flight = Gauge("http_requests_in_flight", "Requests being handled now.", namespace=ns, registry=r)
         self.upstream_seconds = Histogram(
-            "upstream_request_duration_seconds", "Appwrite call latency.", buckets=_LATENCY_BUCKETS, registry=r
+            "upstream_request_duration_seconds", "Appwrite call latency.", buckets=_LATENCY_BUCKETS,
+            namespace=ns, registry=r,
         )
         self.upstream_responses = Counter(
             "upstream_responses", "Appwrite answers by HTTP status (or 'error' when none came).", ["status"],
-            registry=r,
+            namespace=ns, registry=r,
         )
         self.ratelimit = Counter(
-            "ratelimit_decisions", "Rate limit decisions by scope.", ["scope", "decision"], registry=r
+            "ratelimit_decisions", "Rate limit decisions by scope.", ["scope", "decision"], namespace=ns, registry=r
         )
         self.state_fallback = Gauge(
-            "state_backend_fallback", "1 while Redis is unreachable and state falls back to memory.", registry=r
+            "state_backend_fallback", "1 while Redis is unreachable and state falls back to memory.",
+            namespace=ns, registry=r,
         )
         self.state_backend = Gauge(
             "state_backend_info", "1 for the state backend this process uses (memory, redis, redis-sentinel, "
-            "redis-cluster).", ["backend"], registry=r
+            "redis-cluster).", ["backend"], namespace=ns, registry=r
         )
         self.state_errors = Counter(
             "state_backend_error", "Redis answers that say its configuration is wrong, by cause (the call was "
-            "served from memory; see /readyz).", ["cause"], registry=r
+            "served from memory; see /readyz).", ["cause"], namespace=ns, registry=r
         )
         self.circuit = Gauge(
-            "circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
+            "circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.", namespace=ns, registry=r
         )
-        self.relay_open = Gauge("relay_open_sockets", "Relayed Realtime sockets open now.", registry=r)
+        self.relay_open = Gauge("relay_open_sockets", "Relayed Realtime sockets open now.", namespace=ns, registry=r)
+        # The configured cap, so an alert can compare the open sockets with it on any deployment.
+        self.relay_max = Gauge(
+            "relay_max_sockets", "Relayed sockets this process accepts (RELAY_MAX_SOCKETS).", namespace=ns, registry=r
+        )
         self.relay_frames = Counter(
-            "relay_frames", "Relayed frames by direction.", ["direction"], registry=r
+            "relay_frames", "Relayed frames by direction.", ["direction"], namespace=ns, registry=r
         )
-        self.relay_bytes = Counter("relay_bytes", "Relayed bytes by direction.", ["direction"], registry=r)
-        self.relay_closes = Counter("relay_closes", "Relayed sockets closed, by reason.", ["reason"], registry=r)
+        self.relay_bytes = Counter(
+            "relay_bytes", "Relayed bytes by direction.", ["direction"], namespace=ns, registry=r
+        )
+        self.relay_closes = Counter(
+            "relay_closes", "Relayed sockets closed, by reason.", ["reason"], namespace=ns, registry=r
+        )
         # Hot-path label children, looked up once (the label sets are small and fixed).
         self._exchange_children: dict[str, Counter] = {}
         self._latency_children: dict[tuple[str, str], Histogram] = {}
@@ -67,6 +84,9 @@ class Metrics:
         if child is None:
             child = self._exchange_children[code] = self.exchanges.labels(code)
         child.inc()
+
+    def set_relay_limit(self, max_sockets: int) -> None:
+        self.relay_max.set(max_sockets)
 
     def set_circuit(self, state: CircuitState) -> None:
         self.circuit.set(int(state))

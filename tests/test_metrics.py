@@ -16,17 +16,26 @@ async def test_metrics_expose_the_families(service, emulator, session_cookie) ->
     assert response.content_type == "text/plain"
     text = await response.text()
     for family in (
-        'token_exchanges_total{code="issued"} 1.0',
-        'token_exchanges_total{code="session_missing"} 1.0',
-        'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/realtime/token"}',
-        "upstream_request_duration_seconds_bucket",
-        'upstream_responses_total{status="201"} 1.0',
-        'ratelimit_decisions_total{decision="allow",scope="session"} 1.0',
-        "state_backend_fallback 0.0",
-        "circuit_state 0.0",
-        "http_requests_in_flight",
+        'token_exchange_token_requests_total{code="issued"} 1.0',
+        'token_exchange_token_requests_total{code="session_missing"} 1.0',
+        'token_exchange_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/realtime/token"}',
+        "token_exchange_upstream_request_duration_seconds_bucket",
+        'token_exchange_upstream_responses_total{status="201"} 1.0',
+        'token_exchange_ratelimit_decisions_total{decision="allow",scope="session"} 1.0',
+        "token_exchange_state_backend_fallback 0.0",
+        "token_exchange_circuit_state 0.0",
+        "token_exchange_http_requests_in_flight",
+        "token_exchange_relay_max_sockets 10000.0",
     ):
         assert family in text, family
+
+
+async def test_every_family_carries_the_prefix(service, emulator, session_cookie) -> None:
+    await exchange(service, session_cookie)
+    text = await (await service.get("/metrics")).text()
+    families = re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE)
+    assert len(families) >= 14
+    assert [name for name in families if not name.startswith("token_exchange_")] == []
 
 
 async def test_no_label_holds_user_input_or_secrets(service, emulator) -> None:

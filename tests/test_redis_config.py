@@ -40,7 +40,7 @@ async def assert_two_replicas_share_one_limit(emulator, service_factory, url: st
     assert statuses == [200, 200, 200, 429, 429]
     ready = await (await replicas[0].get("/readyz")).json()
     assert ready["checks"]["state"] == {"status": "ok", "backend": backend}
-    assert f'state_backend_info{{backend="{backend}"}} 1.0' in await (await replicas[0].get("/metrics")).text()
+    assert f'token_exchange_state_backend_info{{backend="{backend}"}} 1.0' in await (await replicas[0].get("/metrics")).text()
 
 
 
@@ -270,7 +270,7 @@ async def test_auth_lost_at_run_time_is_named_not_an_outage(emulator, service_fa
     service = await service_factory(REDIS_URL=f"redis://127.0.0.1:{plain}/0", STATE_HASH_KEY=HASH_KEY)
     _, _, cookie = emulator.signed_in_user()
     assert (await exchange(service, cookie)).status == 200
-    assert 'state_backend_info{backend="redis"} 1.0' in await (await service.get("/metrics")).text()
+    assert 'token_exchange_state_backend_info{backend="redis"} 1.0' in await (await service.get("/metrics")).text()
     admin = await asyncio.to_thread(redis.Redis, port=plain)
     await asyncio.to_thread(admin.config_set, "requirepass", "now-required")
     await asyncio.to_thread(admin.execute_command, "CLIENT", "KILL", "TYPE", "normal")
@@ -285,8 +285,8 @@ async def test_auth_lost_at_run_time_is_named_not_an_outage(emulator, service_fa
                      "fix": "Redis refused the credentials: check the user and password in REDIS_URL "
                             "(and sentinel_password for Sentinel)"}
     metrics = await (await service.get("/metrics")).text()
-    assert 'state_backend_error_total{cause="auth"}' in metrics
-    assert "state_backend_fallback 0.0" in metrics  # not reported as an outage
+    assert 'token_exchange_state_backend_error_total{cause="auth"}' in metrics
+    assert "token_exchange_state_backend_fallback 0.0" in metrics  # not reported as an outage
     assert [event["cause"] for event in logs.events("state.redis_misconfigured")] == ["auth"]
     assert len(logs.events("state.redis_unavailable")) <= 1
 

@@ -112,14 +112,14 @@ async def test_redis_outage_falls_back_and_recovers(emulator, service_factory, r
     ready = await (await service.get("/readyz")).json()
     assert ready["status"] == "degraded"
     assert ready["checks"]["state"] == {"status": "degraded", "backend": "redis", "fallback": "memory"}
-    assert "state_backend_fallback 1.0" in await (await service.get("/metrics")).text()
+    assert "token_exchange_state_backend_fallback 1.0" in await (await service.get("/metrics")).text()
     assert len(logs.events("state.redis_unavailable")) == 1
 
     await asyncio.to_thread(redis.start)
     await asyncio.sleep(1.1)
     assert (await exchange(service, cookie)).status == 200
     assert (await (await service.get("/readyz")).json())["checks"]["state"]["status"] == "ok"
-    assert "state_backend_fallback 0.0" in await (await service.get("/metrics")).text()
+    assert "token_exchange_state_backend_fallback 0.0" in await (await service.get("/metrics")).text()
     assert len(logs.events("state.redis_recovered")) == 1
 
 

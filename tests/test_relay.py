@@ -217,7 +217,7 @@ async def test_audit_and_metrics(service, emulator, logs) -> None:
     ws = await connect(service, cookie, query="&channels[]=account")
     await frame(ws)
     text = await (await service.get("/metrics")).text()
-    assert "relay_open_sockets 1.0" in text
+    assert "token_exchange_relay_open_sockets 1.0" in text
     await ws.send_str(json.dumps({"type": "ping"}))
     await frame(ws)
     await ws.close()
@@ -231,9 +231,9 @@ async def test_audit_and_metrics(service, emulator, logs) -> None:
     assert closed["close_reason"] == "client_closed"
     assert cookie not in logs.text
     text = await (await service.get("/metrics")).text()
-    assert "relay_open_sockets 0.0" in text
-    assert 'relay_closes_total{reason="client_closed"} 1.0' in text
-    assert 'relay_frames_total{direction="to_appwrite"} 1.0' in text
+    assert "token_exchange_relay_open_sockets 0.0" in text
+    assert 'token_exchange_relay_closes_total{reason="client_closed"} 1.0' in text
+    assert 'token_exchange_relay_frames_total{direction="to_appwrite"} 1.0' in text
 
 
 async def test_open_sockets_do_not_use_up_the_exchange_slots(service_factory, emulator) -> None:

@@ -37,7 +37,7 @@ async def _circuit(service: Any) -> str:
 
 def _exchanges_counted(metrics: str, code: str) -> float:
     for line in metrics.splitlines():
-        if line.startswith(f'token_exchanges_total{{code="{code}"}}'):
+        if line.startswith(f'token_exchange_token_requests_total{{code="{code}"}}'):
             return float(line.split()[-1])
     return 0.0
 

@@ -40,12 +40,12 @@ async def test_circuit_opens_after_repeated_failures_then_probes(service_factory
     ready = await (await service.get("/readyz")).json()
     assert ready["status"] == "degraded"
     assert ready["checks"]["circuit"]["circuit"] == "open"
-    assert "circuit_state 2.0" in await (await service.get("/metrics")).text()
+    assert "token_exchange_circuit_state 2.0" in await (await service.get("/metrics")).text()
     await asyncio.sleep(0.6)
     # Cool-down over: one probe goes through, succeeds, and closes the circuit.
     assert (await exchange(service, cookie)).status == 200
     assert (await (await service.get("/readyz")).json())["checks"]["circuit"]["circuit"] == "closed"
-    assert "circuit_state 0.0" in await (await service.get("/metrics")).text()
+    assert "token_exchange_circuit_state 0.0" in await (await service.get("/metrics")).text()
 
 
 async def test_a_failed_probe_reopens_the_circuit(service_factory, emulator) -> None:
