@@ -45,7 +45,10 @@ def service_env(upstream_port: int, port: int, log_level: str, redis_url: str | 
     return env
 
 
-def configurations(upstream_port: int, redis_url: str, log_level: str) -> list[Config]:
+def configurations(
+    upstream_port: int, redis_url: str, log_level: str, topologies: dict[str, str] | None = None
+) -> list[Config]:
+    """`topologies`: more Redis state rows, label -> REDIS_URL (a Cluster, a Sentinel set)."""
     def app(module: str) -> list[str]:
         return [PYTHON, "-m", module]
 
@@ -62,6 +65,9 @@ def configurations(upstream_port: int, redis_url: str, log_level: str) -> list[C
         Config("memory-traced", "service, memory state, tracing on", False, [PYTHON, "-m", "bench.traced_service"],
                service_env(upstream_port, 0, log_level, None)),
     ]
+    for key, url in (topologies or {}).items():
+        configs.append(Config(key, f"service, {key} state (LOG_LEVEL={log_level})", False, service,
+                              service_env(upstream_port, 0, log_level, url)))
     if log_level != "warning":
         configs.append(
             Config("memory-quiet", "service, memory state, LOG_LEVEL=warning", False, service,
@@ -72,11 +78,12 @@ def configurations(upstream_port: int, redis_url: str, log_level: str) -> list[C
 
 def start_config(children: Children, config: Config, cores: Cores, *, wait: bool = True) -> Child:
     """The configuration's server on a free port, pinned to the system-under-test core; stdout (its
-    log lines, at LOG_LEVEL=info two per exchange) is written to /dev/null, stderr to its log file."""
+    log lines, at LOG_LEVEL=info one per exchange) goes to a pipe another process drains, as under
+    a container runtime; stderr to its log file."""
     port = free_port()
     child = children.start(
         config.key, config.argv, env={**config.env, "PORT": str(port)}, cpus=cores.sut, port=port,
-        stdout_to_null=True,
+        drain_cpus=cores.rest,
     )
     if wait:
         wait_http(child, "/livez")

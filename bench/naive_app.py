@@ -14,6 +14,7 @@ import asyncio
 import os
 from typing import Any
 
+import uvloop
 from aiohttp import web
 from appwrite.client import Client
 from appwrite.exception import AppwriteException
@@ -48,7 +49,8 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/v1/realtime/token", token)
     web.run_app(
-        app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]), access_log=None, print=None
+        app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]), access_log=None, print=None,
+        loop=uvloop.new_event_loop(),  # the service runs on uvloop: so does its baseline
     )
 
 

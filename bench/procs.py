@@ -94,6 +94,7 @@ class Child:
     log_path: Path
     port: int | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    drain: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -142,18 +143,32 @@ class Children:
         stdin: int | None = subprocess.DEVNULL,
         stdout_pipe: bool = False,
         stdout_to_null: bool = False,
+        drain_cpus: Iterable[int] | None = None,
     ) -> Child:
-        """Start a child; stderr goes to <name>.log, and stdout too unless piped or discarded."""
+        """Start a child; stderr goes to <name>.log, and stdout too unless piped or discarded.
+
+        With `drain_cpus`, stdout is a pipe that a `cat` on those CPUs drains to /dev/null, as a
+        container runtime drains a container's stdout: a write blocks when the pipe is full."""
         log_path = self.workdir / f"{name}.log"
         log = log_path.open("wb")
+        drain = None
+        stdout: int | IO[bytes] = subprocess.PIPE if stdout_pipe else subprocess.DEVNULL if stdout_to_null else log
+        if drain_cpus is not None:
+            read_end, write_end = os.pipe()
+            drain = subprocess.Popen(["cat"], stdin=read_end, stdout=subprocess.DEVNULL)  # noqa: S607
+            os.sched_setaffinity(drain.pid, set(drain_cpus))
+            os.close(read_end)
+            stdout = write_end
         popen = subprocess.Popen(  # noqa: S603 - argv is built by the benchmark itself
             argv,
             env={**os.environ, **(env or {})},
             stdin=stdin,
-            stdout=subprocess.PIPE if stdout_pipe else subprocess.DEVNULL if stdout_to_null else log,
+            stdout=stdout,
             stderr=log,
         )
-        child = Child(name, popen, log_path, port, log)
+        if drain is not None:
+            os.close(write_end)
+        child = Child(name, popen, log_path, port, log, drain)
         self._children.append(child)
         if cpus is not None:
             # Right after the exec the child has one thread; threads it starts later inherit the mask.
@@ -174,6 +189,9 @@ class Children:
         if child.log is not None:
             child.log.close()
             child.log = None
+        if child.drain is not None:
+            child.drain.wait(timeout=10)  # EOF once the child is gone
+            child.drain = None
         if child in self._children:
             self._children.remove(child)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bench.exchange import Flatness, Row, Sample
 from bench.relay import RelayResult
+from bench.scale import StateSize
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ def _cpu(sample: Sample) -> float:
     return sample.cpu / max(1, sample.load.ok)
 
 
-def targets(rows: dict[str, Row], flat: Flatness | None, relay: RelayResult | None) -> list[Target]:
+def targets(
+    rows: dict[str, Row], flat: Flatness | None, relay: RelayResult | None, sizes: list[StateSize] | None = None
+) -> list[Target]:
     found: list[Target] = []
     naive, floor, memory, redis = (rows.get(k) for k in ("naive", "floor", "memory", "redis"))
     if floor and memory:
@@ -62,6 +65,14 @@ def targets(rows: dict[str, Row], flat: Flatness | None, relay: RelayResult | No
             f"RSS after {flat.second_at:,} exchanges <= 1.1x RSS after {flat.first_at:,}", flat.ratio, 1.1, "<=",
             _x(flat.ratio),
         ))
+    if sizes:
+        cpus = [size.cpu_us for size in sizes]
+        spread = max(cpus) / min(cpus)
+        found.append(Target(f"memory state: CPU per exchange flat from {sizes[0].size:,} to {sizes[-1].size:,} keys "
+                            "(max/min <= 1.25)", spread, 1.25, "<=", _x(spread)))
+        for size in sizes:
+            found.append(Target(f"memory state: RSS back within 10 % after the windows pass ({size.size:,})",
+                                size.reclaimed_ratio, 1.1, "<=", f"{size.reclaimed_ratio:.2f}x of before"))
     if relay is not None:
         shipped = relay.shipped
         found.append(Target(

@@ -21,13 +21,16 @@ from bench.exchange import (
     start_config,
 )
 from bench.loadgen import LoadGeneratorMissing, run_wrk, wrk_binary
-from bench.procs import Child, Children, Cores, wait_http
+from bench.procs import Child, Children, Cores, raise_open_files_limit, wait_http
 from bench.profile import Profile, profile_service
 from bench.relay import RelayResult, relay_bench
 from bench.report import markdown_table, targets, targets_markdown, targets_text, text_table
+from bench.scale import StateSize, state_sizes, state_text
+from bench.topologies import RedisFootprint, footprint, round_trips, service_child_issued, topologies
 from bench.upstream import PROJECT, create_sessions, start_emulator, start_redis, write_sessions
 
-PARTS = ("exchange", "flatness", "relay", "profile")
+PARTS = ("exchange", "topologies", "connections", "state", "flatness", "relay", "profile")
+STATE_SIZES = "10000,100000,1000000"
 DEFAULT_OUT = Path(__file__).with_name("results")
 
 
@@ -43,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="lean: the emulator's handlers without its recorder and fault middlewares")
     parser.add_argument("--log-level", default="info", help="LOG_LEVEL of the service rows (shipped default: info)")
     parser.add_argument("--flatness", default="10000,100000", help="RSS is read after these many exchanges")
+    parser.add_argument("--connections", default="256,1024", help="more connection counts for floor and memory")
+    parser.add_argument("--state-sizes", default=STATE_SIZES, help="distinct sessions+IPs in the memory state")
     parser.add_argument("--relay-sockets", type=int, default=5000)
     parser.add_argument("--relay-events", type=int, default=300)
     parser.add_argument("--profile-seconds", type=float, default=10.0)
@@ -53,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.seconds, args.rounds, args.users = 1.0, 1, 4
         args.flatness, args.relay_sockets, args.relay_events = "200,1000", 20, 10
+        args.connections, args.state_sizes = "64", "1000,2000"
         args.parts = ",".join(p for p in args.parts.split(",") if p != "profile")
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -80,7 +86,9 @@ def log(text: str) -> None:
 
 def exchange_rows(
     children: Children, args: argparse.Namespace, cores: Cores, emulator: Child, sessions_file: Path,
-    configs: list[Config], helpers: list[Child],
+    configs: list[Config], helpers: list[Child], redis_ports: dict[str, list[int]] | None = None,
+    trips: dict[str, float] | None = None, with_upstream: bool = True,
+    redis_url: str = "", use: list[RedisFootprint] | None = None,
 ) -> list[Row]:
     started = {config.key: start_config(children, config, cores, wait=False) for config in configs}
     for child in started.values():
@@ -95,7 +103,10 @@ def exchange_rows(
                                       args.concurrency, cores, "/v1/account/jwts")
     rows = {c.key: Row(c.key, c.label, c.target) for c in configs}
     rows["upstream"] = Row("upstream", f"Appwrite emulator alone ({args.emulator}), no service", False)
-    processes = {**started, "upstream": emulator}
+    processes: dict[str, Child] = {**started, "upstream": emulator}
+    if not with_upstream:
+        del rows["upstream"], runners["upstream"]
+        processes = dict(started)
     for key in rows if not args.smoke else []:
         warm = run_wrk(
             f"http://127.0.0.1:{processes[key].port}", sessions_file=sessions_file, project=PROJECT,
@@ -118,9 +129,16 @@ def exchange_rows(
                 f"other load {100 * sample.other_cpu / sample.wall:3.0f}%")
     for key, child in processes.items():
         rows[key].rss_kib = child.rss()
+    for key, ports in (redis_ports or {}).items():
+        if trips is not None and key in started:
+            trips[key] = round_trips(ports, service_child_issued(started[key]), runners[key])
+            log(f"  round trips: {key} {trips[key]:.2f} Redis commands per exchange")
+            if key == "redis" and use is not None:
+                # Right away, while the run's windows still live (1-second windows here).
+                use.append(footprint(redis_url, args.users))
     for child in started.values():
         children.stop(child)
-    return [rows[c.key] for c in configs] + [rows["upstream"]]
+    return [rows[c.key] for c in configs] + ([rows["upstream"]] if with_upstream else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"bench: {error}")
         return 2
     cores = Cores.split(args.sut_cpu)
+    raise_open_files_limit(8192)  # wrk and the service at 1,024 connections
     out: Path = args.out
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -141,21 +160,38 @@ def main(argv: list[str] | None = None) -> int:
     flat: Flatness | None = None
     relay: RelayResult | None = None
     profiles: dict[str, Profile] = {}
+    trips: dict[str, float] = {}
+    redis_use: RedisFootprint | None = None
+    by_connections: dict[int, list[Row]] = {}
+    sizes: list[StateSize] = []
     first, second = (int(v) for v in args.flatness.split(","))
-    with Children(logs) as children:
-        if {"exchange", "flatness", "profile"} & set(args.parts):
+    with Children(logs) as children, topologies(cores.rest, "topologies" in args.parts) as rigs:
+        if {"exchange", "connections", "flatness", "profile"} & set(args.parts):
             emulator = start_emulator(children, cores.rest, lean=args.emulator == "lean")
             sessions = create_sessions(emulator, args.users)
             sessions_file = write_sessions(sessions, out / "sessions.txt")
             redis_child, redis_url = start_redis(children, cores.rest, logs)
             assert emulator.port is not None
-            configs = configurations(emulator.port, redis_url, args.log_level)
+            configs = configurations(emulator.port, redis_url, args.log_level, {t.key: t.url for t in rigs})
             by_key = {c.key: c for c in configs}
             memory_config = by_key["memory"]
+            assert redis_child.port is not None
+            redis_ports = {"redis": [redis_child.port], **{t.key: t.data_ports for t in rigs}}
             if "exchange" in args.parts:
                 log(f"exchange: {args.rounds} round(s) of {args.seconds:g} s per configuration, "
                     f"{args.concurrency} connections, {args.users} sessions")
-                rows = exchange_rows(children, args, cores, emulator, sessions_file, configs, [redis_child])
+                used: list[RedisFootprint] = []
+                rows = exchange_rows(children, args, cores, emulator, sessions_file, configs, [redis_child],
+                                     redis_ports, trips, redis_url=redis_url, use=used)
+                redis_use = used[0] if used else None
+            if "connections" in args.parts:
+                pair = [by_key["floor"], by_key["memory"]]
+                for count in (int(c) for c in args.connections.split(",")):
+                    log(f"connections: floor and memory at {count} connections")
+                    wide = argparse.Namespace(**{**vars(args), "concurrency": count,
+                                                 "rounds": max(1, args.rounds // 2)})
+                    by_connections[count] = exchange_rows(children, wide, cores, emulator, sessions_file, pair, [],
+                                                          with_upstream=False)
             if "flatness" in args.parts:
                 log(f"flatness: RSS of a fresh service (memory state) after {first:,} and {second:,} exchanges")
                 flat = flatness(children, memory_config, cores, sessions_file, args.concurrency, first, second, log)
@@ -167,12 +203,14 @@ def main(argv: list[str] | None = None) -> int:
                     profiles[key] = found_profile
             children.stop(redis_child)
             children.stop(emulator)
+        if "state" in args.parts:
+            sizes = state_sizes([int(n) for n in args.state_sizes.split(",")], cores, log)
         if "relay" in args.parts:
             log(f"relay: {args.relay_sockets:,} relayed sockets, {args.relay_events} timestamped events")
             relay = relay_bench(children, cores, out, args.relay_sockets, probes=2 if args.smoke else 10,
                                 events=args.relay_events, users=4 if args.smoke else 20, log=log)
     elapsed = time.monotonic() - began
-    found = targets({r.key: r for r in rows}, flat, relay)
+    found = targets({r.key: r for r in rows}, flat, relay, sizes)
     row_by_key = {r.key: r for r in rows}
     print(f"\n{info['cpus']} CPUs, {info['cpu_model']}, Python {info['python']}; {cores.describe()}")
     print(f"{args.concurrency} connections; medians of {args.rounds} interleaved round(s) of {args.seconds:g} s; "
@@ -183,6 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         loads = [sample.other_cpu / sample.wall for row in rows for sample in row.samples]
         print(f"\nother processes on the machine (not the benchmark's) used {100 * sum(loads) / len(loads):.0f}% "
               f"of one CPU on average during these runs, {100 * max(loads):.0f}% at most")
+    if trips:
+        print("\nRedis round trips per exchange (client commands under MONITOR / exchanges issued; a Cluster's "
+              "are concurrent, one per slot): " + ", ".join(f"{k} {v:.2f}" for k, v in trips.items()))
+    if redis_use is not None:
+        print(f"Redis footprint (standalone, right after the run): {redis_use.keys:,} keys, {redis_use.bytes:,} bytes "
+              f"for {redis_use.sessions} active sessions = {redis_use.keys_per_session:.1f} keys and "
+              f"{redis_use.bytes_per_session:,.0f} bytes per session ({redis_use.per_scope}); "
+              f"{redis_use.bytes_per_user:,.0f} bytes per active user with an IP of their own; "
+              f"maxmemory per 100k active users: {maxmemory_mib(redis_use):,.0f} MiB")
+    for count, wide_rows in by_connections.items():
+        print(f"\nat {count} connections:\n" + text_table(wide_rows))
+    if sizes:
+        print("\n" + state_text(sizes))
     if flat is not None:
         print(f"\nmemory flatness: RSS {flat.first_rss_kib / 1024:.1f} MiB after {flat.first_at:,} exchanges, "
               f"{flat.second_rss_kib / 1024:.1f} MiB after {flat.second_at:,} "
@@ -201,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info, "pinning": cores.describe(), "smoke": args.smoke, "seconds": args.seconds,
         "rounds": args.rounds, "concurrency": args.concurrency, "emulator": args.emulator,
         "rows": [r.to_json() for r in rows], "flatness": flat.to_json() if flat else None,
-        "relay": relay.to_json() if relay else None, "profiles": {k: p.to_json() for k, p in profiles.items()},
+        "relay": relay.to_json() if relay else None, "round_trips": trips,
+        "redis_footprint": redis_use.to_json() if redis_use else None,
+        "maxmemory_mib_per_100k_users": round(maxmemory_mib(redis_use)) if redis_use else None,
+        "connections": {str(c): [r.to_json() for r in rs] for c, rs in by_connections.items()},
+        "state_sizes": [s.to_json() for s in sizes], "profiles": {k: p.to_json() for k, p in profiles.items()},
         "targets": [{"name": t.name, "shown": t.shown, "verdict": t.verdict} for t in found],
         "elapsed_seconds": round(elapsed, 1),
     }, indent=2))
@@ -209,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         (markdown_table(rows) + "\n\n" if rows else "") + targets_markdown(found) + "\n"
     )
     return 0
+
+
+def maxmemory_mib(use: RedisFootprint) -> float:
+    """100k users' keys at MEMORY USAGE, twice over: allocator fragmentation and the replication and
+    client buffers Redis counts against maxmemory, with room for bursts of new sessions."""
+    return 2 * 100_000 * use.bytes_per_user / 2**20
 
 
 def relay_text(relay: RelayResult) -> str:
