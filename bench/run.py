@@ -24,12 +24,13 @@ from bench.loadgen import LoadGeneratorMissing, run_wrk, wrk_binary
 from bench.procs import Child, Children, Cores, raise_open_files_limit, wait_http
 from bench.profile import Profile, profile_service
 from bench.relay import RelayResult, relay_bench
-from bench.report import markdown_table, targets, targets_markdown, targets_text, text_table
+from bench.replicas import Replicas, replicas_bench
+from bench.report import markdown_table, paired, targets, targets_markdown, targets_text, text_table
 from bench.scale import StateSize, state_sizes, state_text
 from bench.topologies import RedisFootprint, footprint, round_trips, service_child_issued, topologies
 from bench.upstream import PROJECT, create_sessions, start_emulator, start_redis, write_sessions
 
-PARTS = ("exchange", "topologies", "connections", "state", "flatness", "relay", "profile")
+PARTS = ("exchange", "topologies", "connections", "replicas", "state", "flatness", "relay", "profile")
 STATE_SIZES = "10000,100000,1000000"
 DEFAULT_OUT = Path(__file__).with_name("results")
 
@@ -164,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     redis_use: RedisFootprint | None = None
     by_connections: dict[int, list[Row]] = {}
     sizes: list[StateSize] = []
+    two: Replicas | None = None
     first, second = (int(v) for v in args.flatness.split(","))
     with Children(logs) as children, topologies(cores.rest, "topologies" in args.parts) as rigs:
-        if {"exchange", "connections", "flatness", "profile"} & set(args.parts):
+        if {"exchange", "connections", "replicas", "flatness", "profile"} & set(args.parts):
             emulator = start_emulator(children, cores.rest, lean=args.emulator == "lean")
             sessions = create_sessions(emulator, args.users)
             sessions_file = write_sessions(sessions, out / "sessions.txt")
@@ -192,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  "rounds": max(1, args.rounds // 2)})
                     by_connections[count] = exchange_rows(children, wide, cores, emulator, sessions_file, pair, [],
                                                           with_upstream=False)
+            if "replicas" in args.parts:
+                log("replicas: one and two service replicas on one standalone Redis")
+                two = replicas_bench(children, by_key["redis"], cores, sessions_file, args.seconds, args.concurrency,
+                                     redis_child, max(1, args.rounds // 2))
             if "flatness" in args.parts:
                 log(f"flatness: RSS of a fresh service (memory state) after {first:,} and {second:,} exchanges")
                 flat = flatness(children, memory_config, cores, sessions_file, args.concurrency, first, second, log)
@@ -232,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
               f"maxmemory per 100k active users: {maxmemory_mib(redis_use):,.0f} MiB")
     for count, wide_rows in by_connections.items():
         print(f"\nat {count} connections:\n" + text_table(wide_rows))
+        if len(wide_rows) == 2:
+            cpu_x = paired(wide_rows[1], wide_rows[0], lambda s: s.cpu / max(1, s.load.ok))
+            p99_x = paired(wide_rows[1], wide_rows[0], lambda s: s.load.p99_ms)
+            print(f"memory vs floor at {count} connections (medians of per-round ratios): CPU per exchange "
+                  f"{cpu_x or 0:.2f}x, p99 {p99_x or 0:.2f}x")
+    if two is not None:
+        print("\n" + two.text())
     if sizes:
         print("\n" + state_text(sizes))
     if flat is not None:
@@ -256,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         "redis_footprint": redis_use.to_json() if redis_use else None,
         "maxmemory_mib_per_100k_users": round(maxmemory_mib(redis_use)) if redis_use else None,
         "connections": {str(c): [r.to_json() for r in rs] for c, rs in by_connections.items()},
-        "state_sizes": [s.to_json() for s in sizes], "profiles": {k: p.to_json() for k, p in profiles.items()},
+        "state_sizes": [s.to_json() for s in sizes],
+        "replicas": two.to_json() if two else None,
+        "profiles": {k: p.to_json() for k, p in profiles.items()},
         "targets": [{"name": t.name, "shown": t.shown, "verdict": t.verdict} for t in found],
         "elapsed_seconds": round(elapsed, 1),
     }, indent=2))
