@@ -8,9 +8,10 @@
 #      RUN line (deploy/build-venv.sh) into a fresh venv; then starts the image's CMD,
 #      runs its HEALTHCHECK, asks /readyz and /metrics, and checks the SIGTERM drain;
 #   3. renders every overlay, and every overlay with every routing component (the Ingress
-#      ones in deploy/k8s/ingress/, the Gateway API HTTPRoute ones in deploy/k8s/gateway/),
-#      with kustomize (kubectl kustomize);
-#   4. validates each rendering: custom resources (HTTPRoute) against the JSON schemas
+#      ones in deploy/k8s/ingress/, the Gateway API HTTPRoute ones in deploy/k8s/gateway/)
+#      and with the monitoring component (deploy/k8s/components/monitoring), with kustomize
+#      (kubectl kustomize);
+#   4. validates each rendering: custom resources (HTTPRoute, ServiceMonitor, PrometheusRule) against the JSON schemas
 #      vendored in deploy/checks/schemas/ (deploy/checks/validate_crds.py, jsonschema), and
 #      everything else against the Kubernetes JSON schemas in strict mode
 #      (kubernetes-validate), for the oldest and newest Kubernetes versions we target;
@@ -126,6 +127,29 @@ EOF
         renders+=("$out|$overlay|$component")
         echo "overlays/$overlay + $component"
     done
+done
+
+# The monitoring component (ServiceMonitor, PrometheusRule, Prometheus admitted by the ha
+# NetworkPolicy) on every overlay; its custom resources validate against deploy/checks/schemas.
+monitoring="components/monitoring"
+grep -q '^kind: Component' "$k8s/$monitoring/kustomization.yaml" || fail "$monitoring must be a kustomize Component"
+for overlay in "${overlays[@]}"; do
+    combo="$work/combo-$overlay-monitoring"
+    mkdir -p "$combo"
+    rel="$(realpath --relative-to="$combo" "$k8s")"
+    cat >"$combo/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: ["$rel/overlays/$overlay"]
+components: ["$rel/$monitoring"]
+EOF
+    out="$work/render-$overlay+monitoring.yaml"
+    render "$combo" "$out"
+    for kind in ServiceMonitor PrometheusRule; do
+        grep -q "^kind: $kind$" "$out" || fail "overlays/$overlay + $monitoring renders no $kind"
+    done
+    renders+=("$out|$overlay|none")
+    echo "overlays/$overlay + $monitoring"
 done
 
 # The example overlay in docs/deploy.md, with the repository where the example expects it.
