@@ -44,6 +44,10 @@ class TracedRedisState(RedisState):
         with self._span("add", "EVALSHA"):
             await super().add(check)
 
+    async def ping(self) -> None:
+        with self._span("ping", "PING"):
+            await super().ping()
+
     async def get_cached(self, keys: list[str]) -> list[object]:
         with self._span("get_cached", "MGET"):
             return await super().get_cached(keys)

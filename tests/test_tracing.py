@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -23,7 +24,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from service.redis_state import RedisState
 from service.settings import Settings, SettingsError
+from service.tracing_redis import TracedRedisState
 from tests.conftest import COOKIE, JWT_SECRET, PROJECT, Emulator
 from tests.helpers import upstream_requests
 from tests.processes import free_port, running
@@ -253,6 +256,13 @@ async def test_with_tracing_off_nothing_is_exported_and_no_traceparent_goes_out(
     [sent] = await upstream_requests(emulator)
     assert "traceparent" not in {name.lower() for name in sent["headers"]}
     assert sent["headers"]["X-Request-ID"] == request_id
+
+
+def test_every_redis_state_call_has_its_span() -> None:
+    """A call added to RedisState must be added to TracedRedisState too, or it goes untraced."""
+    calls = {name for name, value in vars(RedisState).items()
+             if inspect.iscoroutinefunction(value) and not name.startswith("_")}
+    assert calls and calls <= set(vars(TracedRedisState))
 
 
 @pytest.mark.parametrize(
