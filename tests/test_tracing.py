@@ -238,6 +238,36 @@ async def test_the_relay_handshake_is_spanned_and_its_upstream_socket_carries_th
     _secrets_absent(collector.spans, cookie, session_id, JWT_SECRET)
 
 
+async def test_refusals_are_spanned_with_their_status_and_code(
+    serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    collector, endpoint = receiver
+    _, session_id, cookie = emulator.signed_in_user()
+    emulator.state.delete_session(session_id)  # signed out: Appwrite answers 401
+    async with serve(OTEL_EXPORTER_OTLP_ENDPOINT=str(endpoint.make_url("")).rstrip("/")) as service:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{service.url}/v1/realtime/token", headers={"X-CSRF": "1"}) as response:
+                assert response.status == 401  # no cookie: refused before any Appwrite call
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"{service.url}/v1/realtime?project={PROJECT}&channels[]=account",
+                                      headers={"Origin": ORIGIN, "Cookie": f"{COOKIE}={cookie}"})
+            assert refused.value.status == 401
+        await service.stop()
+
+    [token_route] = collector.named("POST /v1/realtime/token")
+    assert token_route.attributes["http.response.status_code"] == 401
+    assert not [span for span in collector.spans if span.trace_id == token_route.trace_id and span is not token_route]
+    [relay_route] = collector.named("GET /v1/realtime")
+    assert relay_route.attributes["http.response.status_code"] == 401
+    assert relay_route.attributes["error.type"] == "session_invalid"
+    [account] = collector.named("GET /account")
+    assert account.parent_id == relay_route.span_id
+    assert account.attributes["http.response.status_code"] == 401
+    assert account.attributes["error.type"] == "session_invalid"
+    assert not collector.named("GET /realtime (WebSocket)")
+    _secrets_absent(collector.spans, cookie, session_id)
+
+
 @pytest.mark.parametrize("off", [{}, {"OTEL_SDK_DISABLED": "true"}, {"OTEL_TRACES_EXPORTER": "none"}])
 async def test_with_tracing_off_nothing_is_exported_and_no_traceparent_goes_out(
     serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer], off: dict[str, str]
