@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.exchange import (
@@ -187,8 +188,13 @@ def main(argv: list[str] | None = None) -> int:
                                      redis_ports, trips, redis_url=redis_url, use=used)
                 redis_use = used[0] if used else None
             if "connections" in args.parts:
-                pair = [by_key["floor"], by_key["memory"]]
                 for count in (int(c) for c in args.connections.split(",")):
+                    # As shipped the service refuses (503) past UPSTREAM_MAX_CONCURRENCY (64) calls in
+                    # flight, where the floor queues: raised to the connection count, both answer all.
+                    memory = by_key["memory"]
+                    wider = replace(memory, label=f"{memory.label}, UPSTREAM_MAX_CONCURRENCY={count}",
+                                    env={**memory.env, "UPSTREAM_MAX_CONCURRENCY": str(count)})
+                    pair = [by_key["floor"], wider]
                     log(f"connections: floor and memory at {count} connections")
                     wide = argparse.Namespace(**{**vars(args), "concurrency": count,
                                                  "rounds": max(1, args.rounds // 2)})
