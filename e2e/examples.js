@@ -5,8 +5,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, freePort, startDemo, startProcess } from './support.js';
 
-const EMULATOR_JWT_SECRET = 'emulator-openssl-key-v1-for-local-use-only';
-
 // How long a dev server may take to answer its first page (a cold compile on 2 shared cores).
 const FIRST_PAGE_TIMEOUT_MS = 120_000;
 
@@ -39,10 +37,9 @@ export const EXAMPLES = {
 export const installed = (name) => existsSync(join(REPO, 'examples', name, 'node_modules', '.bin', EXAMPLES[name].bin));
 
 /**
- * The emulator with its demo user and the service, plus examples/<name>'s dev server. The service
- * is the demo's own (`token-exchange demo`), or for a dev proxy that rewrites Host a
- * `token-exchange serve` beside `token-exchange demo --site-only`, with ALLOWED_ORIGINS set to
- * the app's origin (the examples' READMEs start the same). `env`: the service's settings.
+ * The emulator with its demo user and the service (`token-exchange demo`, as the examples' READMEs
+ * start them; with ALLOWED_ORIGINS set to the app's origin for a dev proxy that rewrites Host),
+ * plus examples/<name>'s dev server. `env`: the service's settings.
  * Resolves once the dev server has rendered its first page;
  * returns { demo, serviceUrl, appUrl, output(), stop() }.
  */
@@ -57,28 +54,11 @@ export async function startExample(name, { mode = 'cloud', env = {} } = {}) {
     for (const stopOne of stoppers.reverse()) await stopOne();
   };
   try {
-    const demo = await startDemo({ mode, env, siteOnly: Boolean(example.rewritesHost) });
+    // A dev proxy that rewrites Host reaches the service cross-origin: the app's origin is allowed.
+    const allowed = example.rewritesHost ? { ALLOWED_ORIGINS: appUrl } : {};
+    const demo = await startDemo({ mode, env: { ...env, ...allowed } });
     stoppers.push(demo.stop);
-    let serviceUrl = demo.baseUrl;
-    if (example.rewritesHost) {
-      const servicePort = await freePort();
-      serviceUrl = `http://127.0.0.1:${servicePort}`;
-      const service = await startProcess('token-exchange serve', ['-m', 'service', 'serve'], {
-        env: {
-          ...env,
-          APPWRITE_ENDPOINT: `${demo.emulatorUrl}/v1`,
-          APPWRITE_PROJECT_ID: 'demo',
-          APPWRITE_JWT_SECRET: EMULATOR_JWT_SECRET,
-          ALLOWED_ORIGINS: appUrl,
-          HOST: '127.0.0.1',
-          PORT: String(servicePort),
-          LOG_LEVEL: 'warning',
-          DRAIN_TIMEOUT_SECONDS: '1',
-        },
-        isReady: async () => (await fetch(`${serviceUrl}/livez`).catch(() => null))?.ok,
-      });
-      stoppers.push(service.stop);
-    }
+    const serviceUrl = demo.baseUrl;
     const dir = join(REPO, 'examples', name);
     const app = await startProcess(`the ${name} dev server`, example.args(port), {
       command: join(dir, 'node_modules', '.bin', example.bin),

@@ -56,7 +56,10 @@ def demo_settings(host: str, port: int, emulator_port: int, config: EmulatorConf
             "APPWRITE_ENDPOINT": f"http://{host}:{emulator_port}/v1",
             "APPWRITE_PROJECT_ID": config.project_id,
             "APPWRITE_JWT_SECRET": config.jwt_secret,
-            "ALLOWED_ORIGINS": f"http://{host}:{port},http://localhost:{port}",
+            # The demo page's own origins, and any the user adds (an app whose dev proxy
+            # rewrites Host, like Next.js's, reaches the service cross-origin).
+            "ALLOWED_ORIGINS": ",".join(filter(None, (f"http://{host}:{port},http://localhost:{port}",
+                                                       env.get("ALLOWED_ORIGINS", "").strip()))),
         }
     )
 

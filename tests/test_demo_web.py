@@ -230,3 +230,17 @@ async def test_sign_in_with_appwrite_down_is_a_503_problem(demo_factory: Any, em
     )
     await assert_problem(response, 503, "upstream_unavailable")
     assert "Set-Cookie" not in response.headers
+
+
+def test_demo_adds_the_users_allowed_origins_to_its_own() -> None:
+    """An app whose dev proxy rewrites Host (Next.js's rewrites) reaches the demo's service
+    cross-origin: `ALLOWED_ORIGINS=http://localhost:3000 token-exchange demo` lets it in."""
+    from service.demo import demo_settings
+    from service.emulator.config import EmulatorConfig
+
+    def origins(env: dict[str, str]) -> set[str]:
+        return set(demo_settings("127.0.0.1", 8080, 8081, EmulatorConfig(), env).allowed_origins)
+
+    own = {"http://127.0.0.1:8080", "http://localhost:8080"}
+    assert origins({}) == own
+    assert origins({"ALLOWED_ORIGINS": "http://localhost:3000"}) == own | {"http://localhost:3000"}
