@@ -38,6 +38,12 @@ async def issue_token(request: web.Request) -> web.Response:
         metrics.exchange(error.code)
         audit.token_denied(error.code, duration_ms=_ms_since(started), **audit_fields)
         raise
+    except Exception:
+        # A bug: request_context answers 500 internal_error and logs the traceback; counted and
+        # audited here like every other outcome, so a dashboard and the audit trail both see it.
+        metrics.exchange("internal_error")
+        audit.token_denied("internal_error", duration_ms=_ms_since(started), **audit_fields)
+        raise
     metrics.exchange("issued")
     audit.token_issued(duration_ms=_ms_since(started), **audit_fields)
     return response

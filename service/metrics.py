@@ -34,6 +34,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, namespace=ns, registry=r,
         )
         self.in_flight = Gauge("http_requests_in_flight", "Requests being handled now.", namespace=ns, registry=r)
+        # Every answer by status, whatever its route: a 500 (a bug) or a relay handshake refused
+        # (429 too_many_sockets, 503 relay_full) shows here even where no outcome code is counted.
+        self.responses = Counter(
+            "http_responses", "Responses by route and HTTP status.", ["route", "status"], namespace=ns, registry=r
+        )
         self.upstream_seconds = Histogram(
             "upstream_request_duration_seconds", "Appwrite call latency.", buckets=_LATENCY_BUCKETS,
             namespace=ns, registry=r,
@@ -77,6 +82,7 @@ class Metrics:
         # Hot-path label children, looked up once (the label sets are small and fixed).
         self._exchange_children: dict[str, Counter] = {}
         self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._response_children: dict[tuple[str, int], Counter] = {}
 
     def exchange(self, code: str) -> None:
         """Count one exchange outcome; label children are looked up once per code."""
@@ -109,7 +115,12 @@ class Metrics:
             started = time.perf_counter()
             self.in_flight.inc()
             try:
-                return await handler(request)
+                response = await handler(request)
+                self._count_response(label, response.status)
+                return response
+            except web.HTTPException as answer:  # a redirect: the only answer raised past request_context
+                self._count_response(label, answer.status)
+                raise
             finally:
                 self.in_flight.dec()
                 method = request.method if request.method in _METHODS else "OTHER"
@@ -119,6 +130,12 @@ class Metrics:
                 child.observe(time.perf_counter() - started)
 
         return measure
+
+    def _count_response(self, route: str, status: int) -> None:
+        child = self._response_children.get((route, status))
+        if child is None:
+            child = self._response_children[(route, status)] = self.responses.labels(route, str(status))
+        child.inc()
 
     async def handler(self, request: web.Request) -> web.Response:
         return web.Response(

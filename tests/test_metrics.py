@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from service.keys import APPWRITE
 from tests.conftest import exchange
 
 
@@ -26,6 +27,9 @@ async def test_metrics_expose_the_families(service, emulator, session_cookie) ->
         "token_exchange_circuit_state 0.0",
         "token_exchange_http_requests_in_flight",
         "token_exchange_relay_max_sockets 10000.0",
+        'token_exchange_http_responses_total{route="/v1/realtime/token",status="200"} 1.0',
+        'token_exchange_http_responses_total{route="/v1/realtime/token",status="401"} 1.0',
+        'token_exchange_http_responses_total{route="unmatched",status="404"} 1.0',
     ):
         assert family in text, family
 
@@ -51,3 +55,22 @@ async def test_no_label_holds_user_input_or_secrets(service, emulator) -> None:
     labels = set(re.findall(r'(\w+)="', text))
     assert labels <= {"code", "route", "method", "status", "scope", "decision", "le", "direction", "reason",
                       "backend", "cause"}
+
+
+async def test_a_bug_on_the_token_route_is_counted_audited_and_answered_without_a_trace(
+    service, emulator, session_cookie, monkeypatch, logs
+) -> None:
+    async def broken(session: str) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service.app[APPWRITE], "create_jwt", broken)
+    response = await exchange(service, session_cookie)
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["code"] == "internal_error"
+    assert "a bug" not in str(body)
+    text = await (await service.get("/metrics")).text()
+    assert 'token_exchange_token_requests_total{code="internal_error"} 1.0' in text
+    assert 'token_exchange_http_responses_total{route="/v1/realtime/token",status="500"} 1.0' in text
+    assert [event["outcome"] for event in logs.events("token.denied")] == ["internal_error"]

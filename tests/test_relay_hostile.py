@@ -278,6 +278,9 @@ async def test_a_full_relay_says_so(service_factory, emulator) -> None:
     body, headers = await refused(service, cookies[2], 503, "relay_full")
     assert body["title"] == "The relay is full"
     assert int(headers["Retry-After"]) >= 1
+    metrics = await (await service.get("/metrics")).text()
+    # Counted by status on the relay's route, where an alert or a dashboard panel can see it.
+    assert 'token_exchange_http_responses_total{route="/v1/realtime",status="503"} 1.0' in metrics
     await sockets.pop(0).close()
     sockets.append(await reconnects_soon(service, cookies[2]))
     await close_all(sockets)
