@@ -73,6 +73,9 @@ def targets(
         for size in sizes:
             found.append(Target(f"memory state: RSS back within 10 % after the windows pass ({size.size:,})",
                                 size.reclaimed_ratio, 1.1, "<=", f"{size.reclaimed_ratio:.2f}x of before"))
+            found.append(Target(f"memory state: a second burst after the windows pass reuses the memory, "
+                                f"RSS <= 1.1x (first burst + users still held) ({size.size:,})",
+                                size.refill_ratio, 1.1, "<=", f"{size.refill_ratio:.2f}x"))
     if relay is not None:
         shipped = relay.shipped
         found.append(Target(

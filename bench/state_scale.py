@@ -50,6 +50,7 @@ async def exchanges(limits: ExchangeLimits, fingerprinter: Fingerprinter, first:
 async def run(size: int) -> dict[str, object]:
     config = settings(size)
     state = State(None, on_fallback_change=lambda _: None, max_entries=config.memory_state_max_entries)
+    sweeper = asyncio.create_task(state.sweep_forever())  # as the service runs it
     fingerprinter = Fingerprinter(b"bench-state-hash-key-0123456789!")
     limits = ExchangeLimits(config, state, Metrics(), fingerprinter)
     await exchanges(limits, fingerprinter, 0, 1000)  # code paths warm, before the baseline
@@ -62,14 +63,28 @@ async def run(size: int) -> dict[str, object]:
     cpu_us = 1e6 * (time.process_time() - started) / max(1, size - untimed)
     gc.collect()
     full, entries = rss_kib_self(), state.memory_entries
-    # Every window has passed; the same traffic again from a few new callers.
+    # Every window passes; the same traffic again from a few new callers, while the sweep (once a
+    # second) gives the expired windows back. What stays is each session's learned user (a cache
+    # entry with a day's ttl, SESSION_USER_TTL_SECONDS) and the new callers' entries.
     await asyncio.sleep(2 * WINDOW_SECONDS + 0.1)
     await exchanges(limits, fingerprinter, 1000 + size, 1000)
+    still_held = 1000 + size + 1000  # the learned users
+    for _ in range(600):  # at most a minute
+        await asyncio.sleep(0.1)
+        if state.memory_entries <= still_held:
+            break
+    await asyncio.sleep(1.5)  # one more sweep, which gives the emptied table back too
     gc.collect()
-    after = rss_kib_self()
+    after, entries_after = rss_kib_self(), state.memory_entries
+    # A second burst of as many new callers: the memory given back is used again, not added to.
+    await exchanges(limits, fingerprinter, 2000 + size, size)
+    sweeper.cancel()
+    gc.collect()
+    refill = rss_kib_self()
     return {
         "size": size, "entries": entries, "base_rss_kib": base, "full_rss_kib": full, "after_rss_kib": after,
-        "entries_after": state.memory_entries, "cpu_us_per_exchange": round(cpu_us, 2),
+        "refill_rss_kib": refill,
+        "entries_after": entries_after, "cpu_us_per_exchange": round(cpu_us, 2),
         "bytes_per_key": round(1024 * (full - base) / max(1, entries), 1),
         "max_entries": config.memory_state_max_entries,
     }

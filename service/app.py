@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
@@ -131,9 +133,13 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
     app[STATE] = state
     app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])
     app[READINESS_CHECKS]["state"] = state.readiness
+    sweeper = asyncio.create_task(state.sweep_forever(), name="memory-state-sweep")
     try:
         yield
     finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         if client is not None:
             await close_client(client)
 

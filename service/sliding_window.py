@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
 
+from service.expiry import ExpiryQueues
 from service.lru import LRU
 from service.rate_limits import RateLimit
 
@@ -68,12 +68,15 @@ def _seconds_until_room(previous: int, current: int, limit: int, window: int, el
     return max(1, math.ceil(wait))
 
 
-class _Window(NamedTuple):
-    """One key's counts: the current window's number, its count and the one before's."""
+# One key's counts: (the current window's number, its count, the one before's). A plain tuple, not a
+# NamedTuple: the garbage collector stops tracking an exact tuple of numbers, but not a subclass, and
+# a full collection walking a million tracked windows doubled the CPU of an exchange at that size.
+_Window = tuple[int, int, int]
 
-    number: int
-    current: int
-    previous: int
+
+def _as_window(stored: object) -> _Window | None:
+    """The stored value if it is a window (the memory cache's entries in the same LRU are pairs)."""
+    return stored if type(stored) is tuple and len(stored) == 3 else None
 
 
 class MemoryLimiter:
@@ -88,16 +91,18 @@ class MemoryLimiter:
 
     def __init__(self, store: LRU[str, object] | None = None, max_entries: int = 100_000) -> None:
         self._store: LRU[str, object] = store if store is not None else LRU(max_entries)
+        self._expiries = ExpiryQueues(self._store.max_entries)
 
     def _counts(self, key: str, index: int) -> tuple[int, int]:
         """(previous, current) counts for the window with this index."""
-        stored = self._store.get(key)
-        if not isinstance(stored, _Window):
+        stored = _as_window(self._store.get(key))
+        if stored is None:
             return 0, 0
-        if stored.number == index:
-            return stored.previous, stored.current
-        if stored.number == index - 1:
-            return stored.current, 0
+        number, current, previous = stored
+        if number == index:
+            return previous, current
+        if number == index - 1:
+            return current, 0
         return 0, 0
 
     def hit(self, checks: list[Check], now: float | None = None) -> list[Decision]:
@@ -116,6 +121,22 @@ class MemoryLimiter:
     def add(self, check: Check, now: float | None = None) -> None:
         """Count one request without deciding (for a scope learned only after the fact)."""
         now = time.time() if now is None else now
-        index = int(now // check.policy.window_seconds)
+        window = check.policy.window_seconds
+        index = int(now // window)
         previous, current = self._counts(check.key, index)
-        self._store.set(check.key, _Window(index, current + 1, previous))
+        if current == 0:
+            # A window opens for this key; unless hit again, its counts mean nothing two windows on.
+            self._expiries.add(check.key, window, (index + 2) * window)
+        self._store.set(check.key, (index, current + 1, previous))
+
+    def drop_expired(self, budget: int, now: float | None = None) -> int:
+        """Drops keys whose counts no longer weigh on any decision; returns how many deadlines it
+        looked at (at most `budget`: the caller sweeps in chunks)."""
+        now = time.time() if now is None else now
+        due = self._expiries.due(now, budget)
+        for key, window in due:
+            stored = _as_window(self._store.peek(key))
+            if stored is not None and (stored[0] + 2) * window <= now:
+                self._store.pop(key)
+        return len(due)
+

@@ -3,10 +3,11 @@ memory again while Redis is unreachable (the exchange keeps working; limits beco
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import redis
 import structlog
@@ -32,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.admission import AdmissionAnswer, AdmissionQuery
+from service.expiry import ExpiryQueues
 from service.lru import LRU
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
@@ -49,9 +51,14 @@ DEFAULT_MEMORY_MAX_ENTRIES = 100_000
 _PROBE_POLICY = RateLimit(1, 60)
 
 
-class _Cached(NamedTuple):
-    value: object
-    expires_at: float  # on the cache's clock (time.monotonic); inf for no ttl
+# A cached value and when it ends, on the cache's clock (time.monotonic; inf for no ttl). A plain
+# pair, not a NamedTuple, for the garbage collector's sake (see _Window in sliding_window.py).
+_Cached = tuple[object, float]
+
+
+def _as_cached(entry: object) -> _Cached | None:
+    """The stored value if it is a cache entry (the windows in the same LRU are triples)."""
+    return entry if type(entry) is tuple and len(entry) == 2 else None
 
 
 class BoundedMemoryCache(BaseCache):  # type: ignore[misc]
@@ -70,15 +77,17 @@ class BoundedMemoryCache(BaseCache):  # type: ignore[misc]
         super().__init__(**kwargs)
         self._store = store
         self._clock = clock
+        self._expiries = ExpiryQueues(store.max_entries)
 
     def _read(self, key: str) -> object:
-        entry = self._store.get(key)
-        if not isinstance(entry, _Cached):
+        entry = _as_cached(self._store.get(key))
+        if entry is None:
             return None
-        if entry.expires_at <= self._clock():
+        value, expires_at = entry
+        if expires_at <= self._clock():
             self._store.pop(key)
             return None
-        return entry.value
+        return value
 
     async def _get(self, key: str, encoding: str = "utf-8", _conn: object = None) -> object:
         return self._read(key)
@@ -91,7 +100,10 @@ class BoundedMemoryCache(BaseCache):  # type: ignore[misc]
 
     async def _set(self, key: str, value: object, ttl: float | None = None, _cas_token: object = None,
                    _conn: object = None) -> bool:
-        self._store.set(key, _Cached(value, self._clock() + ttl if ttl else math.inf))
+        expires_at = self._clock() + ttl if ttl else math.inf
+        if ttl:
+            self._expiries.add(key, ttl, expires_at)
+        self._store.set(key, (value, expires_at))
         return True
 
     async def _multi_set(self, pairs: list[tuple[str, object]], ttl: float | None = None,
@@ -103,6 +115,20 @@ class BoundedMemoryCache(BaseCache):  # type: ignore[misc]
     async def _delete(self, key: str, _conn: object = None) -> int:
         return 0 if self._store.pop(key) is None else 1
 
+    def drop_expired(self, budget: int) -> int:
+        """Drops entries past their ttl; returns how many deadlines it looked at (at most `budget`)."""
+        now = self._clock()
+        due = self._expiries.due(now, budget)
+        for key, _ in due:
+            entry = _as_cached(self._store.peek(key))
+            if entry is not None and entry[1] <= now:
+                self._store.pop(key)
+        return len(due)
+
+
+# The memory state's sweep: how often it runs, and how many deadlines it handles between yields.
+SWEEP_SECONDS = 1.0
+SWEEP_CHUNK = 2_000
 
 # How long /readyz keeps naming a misconfiguration after Redis last answered with it.
 MISCONFIGURED_SHOWN_SECONDS = 60.0
@@ -217,6 +243,21 @@ class State:
     def memory_entries(self) -> int:
         """Entries in the memory state (windows and caches together)."""
         return len(self._memory)
+
+    async def sweep_forever(self, every: float = SWEEP_SECONDS) -> None:
+        """Drops expired windows and cache entries from the memory state, so memory given to a
+        burst of callers comes back once their windows pass; a chunk at a time, yielding between
+        chunks, so that a million expiring at once never hold up the requests being served."""
+        while True:
+            await asyncio.sleep(every)
+            while self.sweep_expired(SWEEP_CHUNK) == SWEEP_CHUNK:  # noqa: ASYNC110 - a yield, not a poll
+                await asyncio.sleep(0)
+            self._memory.compact()
+
+    def sweep_expired(self, budget: int) -> int:
+        """One chunk of the sweep: how many deadlines it looked at (`budget` when more may be due)."""
+        looked = self._memory_limiter.drop_expired(budget)
+        return looked + self._memory_cache.drop_expired(budget - looked)
 
     @property
     def degraded(self) -> bool:
