@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from service.exchange import TOKEN_PATH
+from service.log_writer import BackgroundWriter, TextAdapter
 
 # Defence in depth: even if a caller passes one of these by mistake, its value never renders.
 _SECRET_KEYS = frozenset(
@@ -62,11 +63,13 @@ def configure_logging(
         _redact_secrets,
     ]
     console = fmt == "console"
-    binary: BinaryIO | None = None if console else getattr(out, "buffer", None)
+    stdout: BinaryIO | None = None if console else getattr(out, "buffer", None)
+    # A real stdout (a pipe, in a container) is written from a thread; see log_writer.py.
+    binary = None if stdout is None else BackgroundWriter(stdout)
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False) if console else _json_renderer(binary=False)
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(out if binary is None else TextAdapter(binary))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
@@ -86,7 +89,8 @@ def configure_logging(
             renderer if binary is None else _json_renderer(binary=True),
         ],
         logger_factory=(
-            structlog.WriteLoggerFactory(cast(TextIO, out)) if binary is None else structlog.BytesLoggerFactory(binary)
+            structlog.WriteLoggerFactory(cast(TextIO, out)) if binary is None
+            else structlog.BytesLoggerFactory(cast(BinaryIO, binary))
         ),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=cache_loggers,
