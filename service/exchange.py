@@ -113,7 +113,7 @@ def _observe(
     request: web.Request, status: int | None, seconds: float | None, audit_fields: dict[str, object]
 ) -> None:
     metrics = request.app[METRICS]
-    metrics.upstream_responses.labels(str(status) if status else "error").inc()
+    metrics.upstream_response(status)
     if seconds is not None:
         metrics.upstream_seconds.observe(seconds)
         audit_fields["upstream_ms"] = round(seconds * 1000, 2)

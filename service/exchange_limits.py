@@ -119,7 +119,7 @@ class ExchangeLimits:
 
     def _decide(self, admission: Admission, decisions: list[Decision]) -> None:
         for decision in decisions:
-            self._metrics.ratelimit.labels(decision.scope, "allow" if decision.allowed else "deny").inc()
+            self._metrics.ratelimit_decision(decision.scope, decision.allowed)
         admission.decisions += decisions
         refused = [decision for decision in decisions if not decision.allowed]
         if refused:

@@ -83,12 +83,29 @@ class Metrics:
         self._exchange_children: dict[str, Counter] = {}
         self._latency_children: dict[tuple[str, str], Histogram] = {}
         self._response_children: dict[tuple[str, int], Counter] = {}
+        self._decision_children: dict[tuple[str, bool], Counter] = {}
+        self._upstream_children: dict[int | None, Counter] = {}
 
     def exchange(self, code: str) -> None:
         """Count one exchange outcome; label children are looked up once per code."""
         child = self._exchange_children.get(code)
         if child is None:
             child = self._exchange_children[code] = self.exchanges.labels(code)
+        child.inc()
+
+    def ratelimit_decision(self, scope: str, allowed: bool) -> None:
+        child = self._decision_children.get((scope, allowed))
+        if child is None:
+            child = self._decision_children[(scope, allowed)] = self.ratelimit.labels(
+                scope, "allow" if allowed else "deny"
+            )
+        child.inc()
+
+    def upstream_response(self, status: int | None) -> None:
+        """One Appwrite answer by status; None when no answer came."""
+        child = self._upstream_children.get(status)
+        if child is None:
+            child = self._upstream_children[status] = self.upstream_responses.labels(str(status) if status else "error")
         child.inc()
 
     def set_relay_limit(self, max_sockets: int) -> None:
