@@ -76,7 +76,7 @@ class Profile:
             us = f"{pct / 100 * cpu_us:7.0f} µs" if cpu_us else ""
             return f"  {pct:5.1f}%  {us}  {name}"
 
-        lines = [f"py-spy: {self.samples} samples of the busy service (idle time excluded)",
+        lines = [f"py-spy: {self.samples} samples of the service holding the GIL (idle and waiting excluded)",
                  "self time by owner:"]
         lines += [row(n, p) for n, p in self.by_component]
         lines.append("inclusive time by library (any frame of it on the stack):")
@@ -149,7 +149,8 @@ def profile_service(
         raw = out_dir / f"profile-{config.key}.raw"
         spy = subprocess.run(  # noqa: S603 - fixed argv
             [binary, "record", "--pid", str(service.pid), "--duration", str(round(seconds)), "--rate", "250",
-             "--format", "raw", "--output", str(raw)],
+             # Only samples holding the GIL: the log writer's thread waiting for it is not work.
+             "--gil", "--format", "raw", "--output", str(raw)],
             capture_output=True, timeout=seconds + 60, check=False,
         )
         runner.join()
