@@ -94,7 +94,8 @@ class Settings:
         cookie_name = reader.text("SESSION_COOKIE_NAME", f"a_session_{project_id}")
         if not _COOKIE_NAME.match(cookie_name):
             raise SettingsError("SESSION_COOKIE_NAME", "is not a valid cookie name")
-        redis_url = reader.optional("REDIS_URL")
+        # A secret too: it may hold the password (the ha overlay reads it from REDIS_URL_FILE).
+        redis_url = reader.secret("REDIS_URL")
         if redis_url is not None:
             parse_redis_url(redis_url)  # raises SettingsError naming REDIS_URL
             redis_url = _with_redis_passwords(redis_url, reader)

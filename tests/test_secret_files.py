@@ -45,7 +45,7 @@ def test_both_forms_set_is_an_error_naming_both(tmp_path: Path) -> None:
     assert "another-key" not in str(raised.value)
 
 
-@pytest.mark.parametrize("variable", ["STATE_HASH_KEY", "APPWRITE_JWT_SECRET", "REDIS_PASSWORD"])
+@pytest.mark.parametrize("variable", ["STATE_HASH_KEY", "APPWRITE_JWT_SECRET", "REDIS_PASSWORD", "REDIS_URL"])
 def test_an_unreadable_file_names_the_variable(tmp_path: Path, variable: str) -> None:
     env = {**BASE, "REDIS_URL": "redis://127.0.0.1:6379/0", "STATE_HASH_KEY": "k" * 32}
     env.pop(variable, None)
@@ -83,6 +83,19 @@ def test_the_jwt_secret_file_lists_keys_by_line_or_comma(tmp_path: Path, text: s
     settings = Settings.from_env({**BASE, "APPWRITE_JWT_SECRET_FILE": path})
     assert settings.appwrite_jwt_secrets == (OLD_KEY, NEW_KEY)
     assert OLD_KEY not in repr(settings)
+
+
+def test_the_redis_url_comes_from_its_file_as_the_ha_overlay_gives_it(tmp_path: Path) -> None:
+    url = secret_file(tmp_path, "redis+sentinel://:s3cret@sentinel-0:26379,sentinel-1:26379/mymaster\n", "REDIS_URL")
+    key = secret_file(tmp_path, "k" * 32, "STATE_HASH_KEY")
+    settings = Settings.from_env({**BASE, "REDIS_URL_FILE": url, "STATE_HASH_KEY_FILE": key})
+    assert settings.redis_url is not None
+    config = parse_redis_url(settings.redis_url)
+    assert (config.kind, config.master_name, config.password) == ("redis-sentinel", "mymaster", "s3cret")
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**BASE, "REDIS_URL_FILE": secret_file(tmp_path, "http://redis:6379\n", "bad")})
+    assert raised.value.variable == "REDIS_URL"
 
 
 def test_the_redis_password_file_goes_into_the_url_config(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -160,25 +161,36 @@ def check_deployment(
     return labels, c, config
 
 
+# What a referenced secret stands in as when the service's parser checks a configuration.
+_STAND_INS = {"REDIS_URL": "redis://redis:6379/0"}
+
+
 def check_settings(python: str, config: dict[str, str], env: dict[str, Any], p: Problems) -> None:
     """The ConfigMap (plus stand-ins for referenced secrets) must pass the service's own parser."""
-    values = dict(config)
-    for name, item in env.items():
-        if "value" in item:
-            values[name] = item["value"]
-        elif dig(item, "valueFrom", "secretKeyRef"):
-            values[name] = {"REDIS_URL": "redis://redis:6379/0"}.get(name, "x" * 32)
-    code = (
-        "import json, sys\n"
-        "from service.settings import Settings, SettingsError\n"
-        "try:\n"
-        "    Settings.from_env(json.load(sys.stdin))\n"
-        "except SettingsError as error:\n"
-        "    sys.exit(str(error))\n"
-    )
-    result = subprocess.run(  # noqa: S603
-        [python, "-c", code], input=json.dumps(values), capture_output=True, text=True, check=False
-    )
+    with tempfile.TemporaryDirectory(prefix="settings-") as stand_ins:
+        values = dict(config)
+        for name, item in env.items():
+            if name.endswith("_FILE") and item.get("value"):
+                # A file of a Secret volume, which only exists in the pod: a stand-in file here.
+                secret = name.removesuffix("_FILE")
+                stand_in = Path(stand_ins) / secret
+                stand_in.write_text(_STAND_INS.get(secret, "x" * 32))
+                values[name] = str(stand_in)
+            elif "value" in item:
+                values[name] = item["value"]
+            elif dig(item, "valueFrom", "secretKeyRef"):
+                values[name] = _STAND_INS.get(name, "x" * 32)
+        code = (
+            "import json, sys\n"
+            "from service.settings import Settings, SettingsError\n"
+            "try:\n"
+            "    Settings.from_env(json.load(sys.stdin))\n"
+            "except SettingsError as error:\n"
+            "    sys.exit(str(error))\n"
+        )
+        result = subprocess.run(  # noqa: S603
+            [python, "-c", code], input=json.dumps(values), capture_output=True, text=True, check=False
+        )
     p.check(result.returncode == 0, f"the service rejects this configuration: {result.stderr.strip()[-300:]}")
 
 
@@ -196,17 +208,31 @@ def check_service(
     return svc
 
 
+def _required_secret_file(pod: dict[str, Any], c: dict[str, Any], path: str, key: str) -> bool:
+    """Whether `path` is the file `key` of a Secret volume the container mounts, with the Secret
+    required (a missing one keeps the pod from starting instead of starting it without)."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in c.get("volumeMounts", []):
+        secret = dig(volumes.get(mount["name"], {}), "secret", default={})
+        if secret.get("secretName") and secret.get("optional") is False and path == f"{mount['mountPath']}/{key}":
+            return True
+    return False
+
+
 def check_ha(
     docs: list[dict[str, Any]], deploy: dict[str, Any], labels: dict[str, str], c: dict[str, Any], p: Problems
 ) -> None:
     replicas = dig(deploy, "spec", "replicas", default=1)
     p.check(replicas >= 2, f"ha needs at least 2 replicas, got {replicas}")
     env = {e["name"]: e for e in c.get("env", [])}
+    pod = dig(deploy, "spec", "template", "spec", default={})
     for key in ("REDIS_URL", "STATE_HASH_KEY"):
         ref = dig(env.get(key, {}), "valueFrom", "secretKeyRef", default={})
+        from_env = ref.get("name") == SECRET_NAME and not ref.get("optional")
         p.check(
-            ref.get("name") == SECRET_NAME and not ref.get("optional"),
-            f"ha needs {key} from {SECRET_NAME}, not optional",
+            from_env or _required_secret_file(pod, c, str(env.get(f"{key}_FILE", {}).get("value", "")), key),
+            f"ha needs {key} from a required Secret: {SECRET_NAME} (secretKeyRef, not optional) or "
+            f"{key}_FILE naming the file {key} of a mounted Secret volume that is not optional",
         )
     spread = dig(deploy, "spec", "template", "spec", "topologySpreadConstraints", default=[])
     p.check(
@@ -485,7 +511,8 @@ def main() -> int:
             p.check(
                 not any(d.get("kind") == "HorizontalPodAutoscaler" for d in docs), "memory state must not autoscale"
             )
-            p.check("REDIS_URL" not in {e["name"] for e in c.get("env", [])}, "single runs on memory state")
+            redis = {"REDIS_URL", "REDIS_URL_FILE"} & {e["name"] for e in c.get("env", [])}
+            p.check(not redis, "single runs on memory state")
         else:
             check_ha(docs, deploy, labels, c, p)
         check_routing(docs, svc, config, component, p)
