@@ -33,6 +33,9 @@ TRACING: web.AppKey[NoTracing] = web.AppKey("tracing")  # NO_TRACING when off
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
+# The relay handshake's span (an OpenTelemetry Span, None when not traced), for the socket's later
+# session re-checks to link to.
+HANDSHAKE_SPAN: web.RequestKey[object] = web.RequestKey("relay_handshake_span")
 
 # Named readiness checks that other parts (state, circuit breaker) register; each returns a dict
 # with a "status" of "ok" or something else, which makes /readyz say "degraded".

@@ -29,6 +29,7 @@ from service.keys import (
     CLIENT_IP,
     EXCHANGE_LIMITS,
     FINGERPRINTER,
+    HANDSHAKE_SPAN,
     LIFECYCLE,
     METRICS,
     RELAY_HTTP,
@@ -147,6 +148,7 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
             await upstream.close()
             raise
         set_response(span, 101)
+        request[HANDSHAKE_SPAN] = span  # the socket's later session re-checks link to it
         spanned.close()
         if translate:
             await TranslatingRelay(request, client, upstream, session, fields).run()
@@ -223,6 +225,7 @@ class Relay:
         self._stats = RelayStats()
         self._patterns = request.app[SETTINGS].relay_channels_allow
         self._metrics = request.app[METRICS]
+        self._handshake_span = request.get(HANDSHAKE_SPAN)
 
     async def run(self) -> None:
         self._app[RELAYS].add(self)
@@ -334,7 +337,8 @@ class Relay:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._app[APPWRITE].get_account_id(self._session)
+                with self._app[TRACING].follow_up_span("relay revalidate", self._handshake_span):
+                    await self._app[APPWRITE].get_account_id(self._session)
             except UpstreamError as error:
                 if error.code in ("session_invalid", "user_blocked", "mfa_required"):
                     self._end("session_ended", WSCloseCode.POLICY_VIOLATION)

@@ -146,6 +146,9 @@ class NoTracing:
     def client_span(self, name: str, attributes: Mapping[str, str | int]) -> contextlib.AbstractContextManager[Any]:
         return self._NOTHING
 
+    def follow_up_span(self, name: str, origin: Any) -> contextlib.AbstractContextManager[Any]:
+        return self._NOTHING
+
     def inject(self, headers: dict[str, str]) -> None:
         return None
 
@@ -222,6 +225,20 @@ class Tracing(NoTracing):
             except Exception as error:
                 _failed(span, None, type(error).__name__)
                 raise
+
+    def follow_up_span(self, name: str, origin: Any) -> contextlib.AbstractContextManager[Any]:
+        """Work done long after `origin` ended because of it (a relayed socket's session re-check,
+        hours after its handshake): a trace of its own, linked to the origin, as OpenTelemetry
+        advises for follow-ups that would make a parent's trace last for hours."""
+        if origin is None:
+            return self._NOTHING
+        from opentelemetry.context import Context
+        from opentelemetry.trace import Link
+
+        return self._tracer.start_as_current_span(
+            name, context=Context(), links=[Link(origin.get_span_context())],
+            record_exception=False, set_status_on_exception=False,
+        )
 
     def inject(self, headers: dict[str, str]) -> None:
         self._propagator.inject(headers)

@@ -48,6 +48,7 @@ class ExportedSpan:
     parent_id: str
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    links: list[tuple[str, str]]  # (trace id, span id) of each linked span
 
 
 def _values(pairs: Any) -> dict[str, Any]:
@@ -78,6 +79,7 @@ class Receiver:
                     self.spans.append(ExportedSpan(
                         span.name, span.kind, span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                         _values(span.attributes), resource,
+                        [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                     ))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
@@ -235,6 +237,36 @@ async def test_the_relay_handshake_is_spanned_and_its_upstream_socket_carries_th
     [checked] = await upstream_requests(emulator, "/v1/account")
     assert traceparent(checked) == (route.trace_id, account.span_id)
     assert checked["headers"]["X-Request-ID"] == request_id
+    _secrets_absent(collector.spans, cookie, session_id, JWT_SECRET)
+
+
+async def test_a_relayed_sockets_session_recheck_is_a_trace_linked_to_its_handshake(
+    serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    collector, endpoint = receiver
+    _, session_id, cookie = emulator.signed_in_user()
+    async with serve(OTEL_TRACES_EXPORTER="otlp", RELAY_REVALIDATE_SECONDS="1",
+                     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=str(endpoint.make_url("/v1/traces"))) as service:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{service.url}/v1/realtime?project={PROJECT}&channels[]=account",
+            headers={"Origin": ORIGIN, "Cookie": f"{COOKIE}={cookie}"},
+        ) as socket:
+            for _ in range(50):  # bounded: the first re-check comes after 1 s
+                await asyncio.sleep(0.1)
+                if len(await upstream_requests(emulator, "/v1/account")) >= 2:
+                    break
+            await socket.close()
+        await service.stop()
+
+    [route] = collector.named("GET /v1/realtime")
+    [recheck, *_] = collector.named("relay revalidate")
+    # A trace of its own (the handshake's ended long before), linked to the handshake's span.
+    assert recheck.parent_id == "" and recheck.trace_id != route.trace_id
+    assert recheck.links == [(route.trace_id, route.span_id)]
+    [account] = [span for span in collector.named("GET /account") if span.trace_id == recheck.trace_id]
+    assert account.parent_id == recheck.span_id
+    checked = (await upstream_requests(emulator, "/v1/account"))[1]
+    assert traceparent(checked) == (recheck.trace_id, account.span_id)
     _secrets_absent(collector.spans, cookie, session_id, JWT_SECRET)
 
 
