@@ -204,6 +204,16 @@ async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_red
     _secrets_absent(collector.spans, cookie, token, session_id, HASH_KEY, JWT_SECRET)
 
 
+@contextlib.asynccontextmanager
+async def relayed_socket(service: Service, cookie: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A page's relayed socket to the account channel, signed in with `cookie`."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+        f"{service.url}/v1/realtime?project={PROJECT}&channels[]=account",
+        headers={"Origin": ORIGIN, "Cookie": f"{COOKIE}={cookie}"},
+    ) as socket:
+        yield socket
+
+
 async def test_the_relay_handshake_is_spanned_and_its_upstream_socket_carries_the_trace(
     serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer]
 ) -> None:
@@ -211,10 +221,7 @@ async def test_the_relay_handshake_is_spanned_and_its_upstream_socket_carries_th
     _, session_id, cookie = emulator.signed_in_user()
     async with serve(OTEL_TRACES_EXPORTER="otlp",
                      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=str(endpoint.make_url("/v1/traces"))) as service:
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            f"{service.url}/v1/realtime?project={PROJECT}&channels[]=account",
-            headers={"Origin": ORIGIN, "Cookie": f"{COOKIE}={cookie}"},
-        ) as socket:
+        async with relayed_socket(service, cookie) as socket:
             request_id = socket._response.headers["X-Request-ID"]
             await socket.close()
         await service.stop()
@@ -247,10 +254,7 @@ async def test_a_relayed_sockets_session_recheck_is_a_trace_linked_to_its_handsh
     _, session_id, cookie = emulator.signed_in_user()
     async with serve(OTEL_TRACES_EXPORTER="otlp", RELAY_REVALIDATE_SECONDS="1",
                      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=str(endpoint.make_url("/v1/traces"))) as service:
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            f"{service.url}/v1/realtime?project={PROJECT}&channels[]=account",
-            headers={"Origin": ORIGIN, "Cookie": f"{COOKIE}={cookie}"},
-        ) as socket:
+        async with relayed_socket(service, cookie) as socket:
             for _ in range(50):  # bounded: the first re-check comes after 1 s
                 await asyncio.sleep(0.1)
                 if len(await upstream_requests(emulator, "/v1/account")) >= 2:
