@@ -131,7 +131,7 @@ def profile_service(
 ) -> Profile | None:
     binary = py_spy_binary()
     if binary is None:
-        log("  profile: py-spy is not installed (pip install -r bench/requirements.txt); skipped")
+        log("  profile: py-spy is not installed (scripts/install-python installs it); skipped")
         return None
     service = start_config(children, config, cores)
     assert service.port is not None

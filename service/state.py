@@ -390,7 +390,7 @@ def redis_client_for(config: RedisConfig) -> Any:
     if config.kind == "redis-sentinel":
         sentinel_options = {**options, **tls, "username": config.sentinel_username,
                             "password": config.sentinel_password}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             list(config.hosts), sentinel_kwargs=sentinel_options, **options
         )
         assert config.master_name is not None

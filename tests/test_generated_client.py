@@ -36,7 +36,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         importlib.import_module("openapi_python_client")
     except ImportError:
         pytest.fail(
-            "openapi-python-client is not installed; run: python -m pip install -r tools/contract/requirements.txt",
+            "openapi-python-client is not installed; run: scripts/install-python (or pip install -e '.[test]')",
             pytrace=False,
         )
     out = tmp_path_factory.mktemp("generated-client")

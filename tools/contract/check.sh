@@ -5,7 +5,7 @@
 # Python client run inside pytest: tests/contract.py, tests/test_contract.py,
 # tests/test_generated_client.py.)
 #
-# Needs Python 3.11 with `pip install -e '.[test]' -r tools/contract/requirements.txt`, Node 20
+# Needs Python 3.11 with the dev set (scripts/install-python, or `pip install -e '.[dev]'`), Node 20
 # and npm. The npm tools install from the committed lock file with `npm ci`.
 set -euo pipefail
 

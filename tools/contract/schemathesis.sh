@@ -18,7 +18,7 @@ max_examples="${MAX_EXAMPLES:-150}"
 time_limit="${TIME_LIMIT:-420}"
 
 if ! "$py" -c "import schemathesis" 2>/dev/null; then
-  echo "schemathesis.sh: schemathesis is not installed for $py; run: $py -m pip install -r tools/contract/requirements.txt" >&2
+  echo "schemathesis.sh: schemathesis is not installed for $py; run: scripts/install-python" >&2
   exit 1
 fi
 
