@@ -37,10 +37,11 @@ from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.middlewares import request_context
 from service.redis_state import RedisState
+from service.redis_url import RedisConfig, parse_redis_url
 from service.relay import RELAY_PATH, relay
 from service.relay_slots import RelaySlots
 from service.relay_translate import UrlChannels
-from service.settings import RedisConfig, Settings, parse_redis_url
+from service.settings import Settings
 from service.state import State, StateConfigError, check_redis, close_client, redis_client_for
 from service.tracing import NoTracing, create_tracing, tracing_middleware
 from service.upstream_guard import UpstreamGuard

@@ -37,11 +37,13 @@ from service.appwrite_client import (
     read_capped,
 )
 from service.claims import SignatureMismatch, read_claims
+from service.env import EnvReader
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
+from service.redis_url import RedisConfig, parse_redis_url
 from service.relay_translate import needs_channels_in_url
 from service.session_cookie import decode_session_value, framework_decode
-from service.settings import RedisConfig, Settings, SettingsError, _Reader, parse_redis_url
+from service.settings import Settings, SettingsError
 from service.state import StateConfigError, check_redis, close_client, redis_client_for
 
 # The session the check may mint a token with (a cookie value, as the browser sends it), or the
@@ -78,7 +80,7 @@ class Report:
 def check_session(env: Mapping[str, str]) -> str | None:
     """CHECK_SESSION, or the file CHECK_SESSION_FILE names, read as serve reads its secrets (before
     the event loop runs). Raises SettingsError naming the variable, never quoting the value."""
-    return _Reader(env).secret(CHECK_SESSION)
+    return EnvReader(env).secret(CHECK_SESSION)
 
 
 async def run_checks(settings: Settings, session: str | None) -> Report:

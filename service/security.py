@@ -9,9 +9,10 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
+from service.env import IpNetwork
 from service.keys import LOGGED_ONCE, SETTINGS
 from service.problems import ProblemError
-from service.settings import IpNetwork, Settings
+from service.settings import Settings
 
 CSRF_HEADER = "X-CSRF"
 CORS_ALLOWED_HEADERS = "X-CSRF, Content-Type, X-Request-ID"

@@ -37,7 +37,8 @@ from service.expiry import ExpiryQueues
 from service.lru import LRU
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
-from service.settings import RedisConfig, SettingsError
+from service.redis_url import RedisConfig
+from service.settings import SettingsError
 from service.sliding_window import Check, Decision, MemoryLimiter
 
 _log = structlog.get_logger(logger_name="state")

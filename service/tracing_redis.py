@@ -8,7 +8,7 @@ from typing import Any
 
 from service.admission import AdmissionAnswer, AdmissionQuery
 from service.redis_state import RedisState
-from service.settings import RedisConfig
+from service.redis_url import RedisConfig
 from service.sliding_window import Check, Decision
 from service.tracing import NoTracing
 

@@ -11,7 +11,7 @@ import pytest
 from service.admission import AdmissionQuery
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
-from service.settings import parse_redis_url
+from service.redis_url import parse_redis_url
 from service.sliding_window import Check
 from service.state import State, close_client, redis_client_for
 from tests.redis_cluster import redis_cluster

@@ -22,7 +22,8 @@ from redis.exceptions import AuthenticationError, MovedError, NoScriptError, Res
 from service.app import create_app
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
-from service.settings import RedisConfig, SettingsError, parse_redis_url
+from service.redis_url import RedisConfig, parse_redis_url
+from service.settings import SettingsError
 from service.sliding_window import Check
 from service.state import State, StateConfigError, misconfiguration, redis_client_for
 from tests.conftest import exchange, service_settings

@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from service.app import create_app
-from service.settings import Settings, SettingsError, parse_redis_url
+from service.redis_url import parse_redis_url
+from service.settings import Settings, SettingsError
 from tests.conftest import exchange, service_settings
 from tests.helpers import assert_problem
 from tests.redis_server import RedisServer, redis_server
