@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from service.appwrite_client import AppwriteClient, create_http_session, create_relay_session
-from service.exchange import TOKEN_PATH, issue_token
+from service.exchange import issue_token
 from service.exchange_limits import ExchangeLimits
 from service.fingerprints import Fingerprinter
 from service.health import Readiness, livez
@@ -36,9 +36,10 @@ from service.keys import (
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.middlewares import request_context
+from service.paths import RELAY_PATH, TOKEN_PATH
 from service.redis_state import RedisState
 from service.redis_url import RedisConfig, parse_redis_url
-from service.relay import RELAY_PATH, relay
+from service.relay import relay
 from service.relay_slots import RelaySlots
 from service.relay_translate import UrlChannels
 from service.settings import Settings

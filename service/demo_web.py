@@ -28,7 +28,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from service.exchange import TOKEN_PATH
+from service.paths import TOKEN_PATH
 from service.problems import ProblemError
 
 STATIC_DIR = Path(__file__).with_name("demo_static")

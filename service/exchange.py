@@ -24,7 +24,6 @@ from service.problems import ProblemError
 from service.security import check_csrf
 from service.session_cookie import session_from_cookie
 
-TOKEN_PATH = "/v1/realtime/token"  # noqa: S105 - a route, not a secret
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from service.fingerprints import Fingerprinter
     from service.lifecycle import Lifecycle
     from service.metrics import Metrics
-    from service.relay import Relay
+    from service.relay_pump import Relay
     from service.relay_slots import RelaySlots
     from service.relay_translate import UrlChannels
     from service.settings import Settings

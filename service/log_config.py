@@ -12,8 +12,8 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from service.exchange import TOKEN_PATH
 from service.log_writer import BackgroundWriter, TextAdapter
+from service.paths import TOKEN_PATH
 
 # Defence in depth: even if a caller passes one of these by mistake, its value never renders.
 _SECRET_KEYS = frozenset(

@@ -12,8 +12,6 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from service.upstream_guard import CircuitState
-
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 PREFIX = "token_exchange"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -111,8 +109,9 @@ class Metrics:
     def set_relay_limit(self, max_sockets: int) -> None:
         self.relay_max.set(max_sockets)
 
-    def set_circuit(self, state: CircuitState) -> None:
-        self.circuit.set(int(state))
+    def set_circuit(self, state: int) -> None:
+        """The circuit breaker's state as its gauge value (0 closed, 1 half-open, 2 open)."""
+        self.circuit.set(state)
 
     def set_fallback(self, active: bool) -> None:
         self.state_fallback.set(1 if active else 0)

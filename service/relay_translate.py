@@ -52,8 +52,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from service.appwrite_client import probe_version
 from service.keys import SETTINGS
 from service.problems import ProblemError
-from service.relay import Relay, connect_upstream, too_large
-from service.relay_policy import FORMAT_INVALID, Handshake, screen_frame
+from service.relay_policy import FORMAT_INVALID, Handshake
+from service.relay_pump import Relay
+from service.relay_upstream import connect_upstream, too_large
 from service.settings import Settings
 
 # The upstream socket before the page subscribes: every signed-in user may listen on `account`,
@@ -230,27 +231,20 @@ class TranslatingRelay(Relay):
 
     # --- page -> upstream ------------------------------------------------------------------------
 
-    async def _to_appwrite(self) -> None:
-        async for message in self._client:
-            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                continue
-            verdict = screen_frame(message.data, self._patterns)
-            if verdict.reply is not None:
-                await self._send_ordered(verdict.reply)
-                continue
-            if verdict.forward is None:
-                continue
-            frame = json.loads(verdict.forward)
-            if frame["type"] == "subscribe":
-                await self._send_ordered(await self._subscribe(frame.get("data")))
-            elif frame["type"] == "unsubscribe":
-                await self._send_ordered(self._unsubscribe(frame.get("data")))
-            else:
-                if frame["type"] == "ping":
-                    self._pings[self._upstream] = self._pings.get(self._upstream, 0) + 1
-                await self._upstream.send_str(verdict.forward)
-                self._count("to_appwrite", len(verdict.forward))
-        self._end("client_closed", WSCloseCode.OK)
+    async def _reply(self, text: str) -> None:
+        await self._send_ordered(text)
+
+    async def _forward(self, text: str) -> None:
+        """Subscriptions are the relay's to answer; other frames go to the current upstream socket."""
+        frame = json.loads(text)
+        if frame["type"] == "subscribe":
+            await self._send_ordered(await self._subscribe(frame.get("data")))
+        elif frame["type"] == "unsubscribe":
+            await self._send_ordered(self._unsubscribe(frame.get("data")))
+        else:
+            if frame["type"] == "ping":
+                self._pings[self._upstream] = self._pings.get(self._upstream, 0) + 1
+            await super()._forward(text)
 
     async def _subscribe(self, items: Any) -> str:
         parsed = _subscribe_items(items)

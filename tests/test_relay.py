@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service import relay as relay_module
+from service import relay_pump
 from service.keys import LIFECYCLE
 from service.relay_policy import read_handshake, upstream_url
 from tests.conftest import COOKIE, PROJECT
@@ -198,7 +198,7 @@ async def test_drain_closes_relayed_sockets_with_going_away(service_factory, emu
 
 
 async def test_a_client_that_does_not_read_is_closed(service, emulator, monkeypatch, logs) -> None:
-    monkeypatch.setattr(relay_module, "SEND_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(relay_pump, "SEND_TIMEOUT_SECONDS", 0.3)
     user_id, _, cookie = emulator.signed_in_user()
     ws = await connect(service, cookie, query="&channels[]=account")
     await frame(ws)
