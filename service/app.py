@@ -11,12 +11,14 @@ import structlog
 from aiohttp import web
 
 from service.appwrite_client import AppwriteClient, create_http_session, create_relay_session
+from service.appwrite_version import AppwriteVersion
 from service.exchange import issue_token
 from service.exchange_limits import ExchangeLimits
 from service.fingerprints import Fingerprinter
 from service.health import Readiness, livez
 from service.keys import (
     APPWRITE,
+    APPWRITE_VERSION,
     EXCHANGE_LIMITS,
     FINGERPRINTER,
     HTTP,
@@ -76,7 +78,8 @@ def create_app(settings: Settings) -> web.Application:
     app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
     app[RELAYS] = set()
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
-    app[RELAY_URL_CHANNELS] = UrlChannels(settings)
+    app[APPWRITE_VERSION] = AppwriteVersion(settings.appwrite_endpoint)
+    app[RELAY_URL_CHANNELS] = UrlChannels(settings, app[APPWRITE_VERSION])
     app[LOGGED_ONCE] = set()
     # Tracing first, so it is flushed last. State next: when REDIS_URL is unusable at boot it
     # refuses to start before anything is open.

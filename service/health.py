@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
-from service.appwrite_client import probe_version
-from service.keys import APPWRITE, HTTP, LIFECYCLE, READINESS_CHECKS, SETTINGS
+from service.keys import APPWRITE, APPWRITE_VERSION, HTTP, LIFECYCLE, READINESS_CHECKS
 
+# Answers (and failures) are kept this long, so a tight readiness poll cannot turn into load on Appwrite.
 _PROBE_CACHE_SECONDS = 5.0
 _PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -22,20 +20,11 @@ class Readiness:
     taking every replica out of the load balancer would turn clear 503 answers into proxy errors.
     """
 
-    def __init__(self) -> None:
-        self._probed_at = -_PROBE_CACHE_SECONDS
-        self._version: str | None = None
-
     async def upstream_version(self, request: web.Request) -> str | None:
-        # Probes are cached so a tight readiness poll cannot turn into load on Appwrite.
-        now = time.monotonic()
-        if now - self._probed_at >= _PROBE_CACHE_SECONDS:
-            self._probed_at = now
-            settings = request.app[SETTINGS]
-            self._version = await probe_version(
-                request.app[HTTP], settings.appwrite_endpoint, _PROBE_TIMEOUT_SECONDS
-            )
-        return self._version
+        return await request.app[APPWRITE_VERSION].get(
+            request.app[HTTP], max_age=_PROBE_CACHE_SECONDS, wait_seconds=_PROBE_TIMEOUT_SECONDS,
+            failure_ttl=_PROBE_CACHE_SECONDS,
+        )
 
     async def handle(self, request: web.Request) -> web.Response:
         checks: dict[str, object] = {}

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from service.appwrite_client import AppwriteClient
+    from service.appwrite_version import AppwriteVersion
     from service.exchange_limits import ExchangeLimits
     from service.fingerprints import Fingerprinter
     from service.lifecycle import Lifecycle
@@ -49,5 +50,6 @@ RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
 RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
 # Whether the relay puts a page's channels into the upstream URL (servers 1.8.x and 1.9.0).
 RELAY_URL_CHANNELS: web.AppKey[UrlChannels] = web.AppKey("relay_url_channels")
+APPWRITE_VERSION: web.AppKey[AppwriteVersion] = web.AppKey("appwrite_version")
 # Configuration warnings already logged by this process (each is logged once, not per request).
 LOGGED_ONCE: web.AppKey[set[str]] = web.AppKey("logged_once")

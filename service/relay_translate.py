@@ -42,14 +42,13 @@ import contextlib
 import hashlib
 import json
 import re
-import time
 from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from service.appwrite_client import probe_version
+from service.appwrite_version import AppwriteVersion
 from service.keys import SETTINGS
 from service.problems import ProblemError
 from service.relay_policy import FORMAT_INVALID, Handshake
@@ -87,28 +86,21 @@ class UrlChannels:
 
     The version is asked of `GET /v1/health/version` when a page first needs the answer, not at
     start (Appwrite may be down then), and again after VERSION_CACHE_SECONDS. A failed probe is not
-    cached: that socket is translated, and the next one asks again.
+    kept: that socket is translated, and the next one asks again.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, version: AppwriteVersion) -> None:
         self._settings = settings
-        self._known: bool | None = None
-        self._checked_at = 0.0
-        self._lock = asyncio.Lock()
+        self._version = version
 
     async def needed(self, http: aiohttp.ClientSession) -> bool:
         mode = self._settings.relay_channels_in_url
         if mode != "auto":
             return mode == "yes"
-        async with self._lock:
-            if self._known is None or time.monotonic() - self._checked_at > VERSION_CACHE_SECONDS:
-                version = await probe_version(
-                    http, self._settings.appwrite_endpoint, self._settings.upstream_timeout_seconds
-                )
-                if version is None:
-                    return True
-                self._known, self._checked_at = needs_channels_in_url(version), time.monotonic()
-            return self._known
+        version = await self._version.get(
+            http, max_age=VERSION_CACHE_SECONDS, wait_seconds=self._settings.upstream_timeout_seconds
+        )
+        return needs_channels_in_url(version)
 
 
 class TranslatingRelay(Relay):

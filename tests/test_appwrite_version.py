@@ -1,0 +1,94 @@
+"""Appwrite's version is asked once and shared: /readyz and the relay each accept answers of their
+own age, a failed probe is retried as each caller asked, and concurrent callers share one probe."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from service.appwrite_version import AppwriteVersion
+
+
+class FakeAppwrite:
+    def __init__(self) -> None:
+        self.asked = 0
+        self.version: str | None = "1.9.6"
+        self.gate: asyncio.Event | None = None
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.asked += 1
+        self.arrived.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.version is None:
+            return web.json_response({"message": "down"}, status=503)
+        return web.json_response({"version": self.version})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def start(fake: FakeAppwrite) -> TestServer:
+    app = web.Application()
+    app.router.add_get("/v1/health/version", fake.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def test_an_answer_is_kept_as_long_as_each_caller_accepts() -> None:
+    fake, clock = FakeAppwrite(), Clock()
+    server = await start(fake)
+    version = AppwriteVersion(str(server.make_url("/v1")), clock)
+    async with aiohttp.ClientSession() as http:
+        assert await version.get(http, max_age=300, wait_seconds=2) == "1.9.6"
+        clock.now += 10
+        assert await version.get(http, max_age=300, wait_seconds=2) == "1.9.6"  # the relay's 300 s
+        assert fake.asked == 1
+        assert await version.get(http, max_age=5, wait_seconds=1) == "1.9.6"  # /readyz's 5 s: asks again
+        assert fake.asked == 2
+        fake.version = "2.1.0"
+        clock.now += 301
+        assert await version.get(http, max_age=300, wait_seconds=2) == "2.1.0"  # an upgrade is noticed
+    await server.close()
+
+
+async def test_a_failure_is_remembered_only_by_callers_that_ask_for_it() -> None:
+    fake, clock = FakeAppwrite(), Clock()
+    fake.version = None
+    server = await start(fake)
+    version = AppwriteVersion(str(server.make_url("/v1")), clock)
+    async with aiohttp.ClientSession() as http:
+        assert await version.get(http, max_age=5, wait_seconds=1, failure_ttl=5) is None
+        assert await version.get(http, max_age=5, wait_seconds=1, failure_ttl=5) is None
+        assert fake.asked == 1  # /readyz: not asked again within 5 s
+        assert await version.get(http, max_age=300, wait_seconds=2) is None
+        assert fake.asked == 2  # the relay: every socket asks again until it is known
+        fake.version = "1.9.0"
+        assert await version.get(http, max_age=300, wait_seconds=2) == "1.9.0"
+    await server.close()
+
+
+async def test_concurrent_callers_share_one_probe_and_a_short_wait_does_not_cancel_it() -> None:
+    fake, clock = FakeAppwrite(), Clock()
+    fake.gate = asyncio.Event()
+    server = await start(fake)
+    version = AppwriteVersion(str(server.make_url("/v1")), clock)
+    async with aiohttp.ClientSession() as http:
+        relays = [asyncio.create_task(version.get(http, max_age=300, wait_seconds=30)) for _ in range(5)]
+        await fake.arrived.wait()  # the relays' probe is at Appwrite
+        # /readyz gives up at once (a zero wait), while the relays' probe goes on.
+        assert await version.get(http, max_age=5, wait_seconds=0) is None
+        fake.gate.set()
+        assert await asyncio.gather(*relays) == ["1.9.6"] * 5
+        assert fake.asked == 1
+    await server.close()
