@@ -8,21 +8,15 @@ import orjson
 from aiohttp import web
 
 from service import audit
-from service.appwrite_client import UpstreamError
-from service.claims import TokenClaims
-from service.exchange_limits import Admission
+from service.admission_sequence import admit, ask_appwrite, identify
+from service.appwrite_client import MintedToken, UpstreamError
 from service.keys import (
     APPWRITE,
     CLIENT_IP,
-    EXCHANGE_LIMITS,
-    FINGERPRINTER,
     METRICS,
-    SETTINGS,
-    UPSTREAM_GUARD,
 )
 from service.problems import ProblemError
 from service.security import check_csrf
-from service.session_cookie import session_from_cookie
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -53,29 +47,23 @@ def _ms_since(started: float) -> float:
 
 
 async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> web.Response:
-    app = request.app
-    settings = app[SETTINGS]
-    # CSRF and Origin first (header comparisons, nothing parsed), so that a cross-site page cannot
-    # spend its visitors' IP allowance; then the cookie (from the capped headers), so that the IP,
-    # session and user limits are one question to the state, before the body is read.
-    check_csrf(request, settings)
-    limits = app[EXCHANGE_LIMITS]
-    async with limits.charging_ip(request[CLIENT_IP]):
-        session = session_from_cookie(request, settings.session_cookie_name)
-    fingerprinter = app[FINGERPRINTER]
-    session_fingerprint = fingerprinter.of_session(session.secret)
-    audit_fields["session_hash"] = fingerprinter.short(session_fingerprint)
-    admission = await limits.admit(request[CLIENT_IP], session_fingerprint, session.user_id)
+    # The limits are asked before the body is read: the cookie comes from the capped headers.
+    caller = await identify(request, check_csrf, lambda: None)
+    audit_fields["session_hash"] = caller.session_hash
+    admission = await admit(request, caller)
     # The body is ignored, but reading it enforces the size limit (413) on every caller.
     await request.read()
     if admission.user_id:
         audit_fields["user_id"] = admission.user_id
     try:
-        jwt, claims = await _mint(request, session.value, admission, audit_fields)
+        minted = await ask_appwrite(
+            request, admission, lambda: _mint(request, caller.session.value, audit_fields),
+            user_of=lambda minted: minted.claims.user_id,
+        )
     except ProblemError as error:
         error.headers = {**admission.headers, **error.headers}
         raise
-    await limits.issued(admission, claims.user_id)
+    jwt, claims = minted.jwt, minted.claims
     audit_fields["user_id"] = claims.user_id
     expires_in = claims.expires_in(time.time())
     audit_fields["ttl_seconds"] = expires_in
@@ -90,22 +78,16 @@ async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> we
     )
 
 
-async def _mint(
-    request: web.Request, session: str, admission: Admission, audit_fields: dict[str, object]
-) -> tuple[str, TokenClaims]:
-    """The one Appwrite call, through the concurrency bound and the circuit breaker (which sees how
-    it went, the token's signature check included)."""
-    app = request.app
-    async with app[UPSTREAM_GUARD].call():
-        try:
-            minted = await app[APPWRITE].create_jwt(session)
-        except UpstreamError as error:
-            _observe(request, error.upstream_status, error.upstream_seconds, audit_fields)
-            if error.code == "session_invalid":
-                await app[EXCHANGE_LIMITS].rejected(admission)
-            raise
-        _observe(request, minted.upstream_status, minted.upstream_seconds, audit_fields)
-    return minted.jwt, minted.claims
+async def _mint(request: web.Request, session: str, audit_fields: dict[str, object]) -> MintedToken:
+    """The one Appwrite call (the circuit breaker sees how it went, the token's signature check
+    included), observed in the metrics and the audit line."""
+    try:
+        minted = await request.app[APPWRITE].create_jwt(session)
+    except UpstreamError as error:
+        _observe(request, error.upstream_status, error.upstream_seconds, audit_fields)
+        raise
+    _observe(request, minted.upstream_status, minted.upstream_seconds, audit_fields)
+    return minted
 
 
 def _observe(

@@ -15,12 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from service.appwrite_client import UpstreamError
+from service.admission_sequence import admit, ask_appwrite, identify
 from service.keys import (
     APPWRITE,
     CLIENT_IP,
-    EXCHANGE_LIMITS,
-    FINGERPRINTER,
     HANDSHAKE_SPAN,
     LIFECYCLE,
     RELAY_HTTP,
@@ -29,7 +27,6 @@ from service.keys import (
     REQUEST_ID,
     SETTINGS,
     TRACING,
-    UPSTREAM_GUARD,
 )
 from service.paths import RELAY_PATH
 from service.problems import ProblemError
@@ -38,7 +35,7 @@ from service.relay_pump import Relay
 from service.relay_translate import BOOTSTRAP_CHANNELS, TranslatingRelay
 from service.relay_upstream import connect_upstream
 from service.security import check_origin, limit_key_for_ip
-from service.session_cookie import session_from_cookie
+from service.settings import Settings
 from service.tracing import set_response
 
 # What a page may send: Appwrite's own cap on client frames (Swoole's package_max_length). What
@@ -61,36 +58,22 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
         raise ProblemError("bad_request", "This route takes a WebSocket upgrade.")
     if app[LIFECYCLE].draining:
         raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
-    check_origin(request, settings)
-    limits = app[EXCHANGE_LIMITS]
-    async with limits.charging_ip(request[CLIENT_IP]):
-        cookie = session_from_cookie(request, settings.session_cookie_name)
-        # Every spelling of `channels` Appwrite would read is checked; only the checked ones go upstream.
-        handshake = read_handshake(request.rel_url.raw_query_string)
-        denied = denied_channels(handshake.channels, settings.relay_channels_allow)
-        if denied:
-            raise ProblemError("channel_not_allowed", f"Channels not allowed here: {shown(denied)}.")
-    session = cookie.value
-    fingerprinter = app[FINGERPRINTER]
-    session_fingerprint = fingerprinter.of_session(cookie.secret)
+    caller = await identify(request, check_origin, lambda: _allowed_handshake(request, settings))
+    handshake = caller.screened
+    session = caller.session.value
     fields: dict[str, object] = {
         "client_ip": request[CLIENT_IP],
         "origin": request.headers.get("Origin"),
-        "session_hash": fingerprinter.short(session_fingerprint),
+        "session_hash": caller.session_hash,
     }
     ip_key = limit_key_for_ip(request[CLIENT_IP], settings.ipv6_prefix_length)
     # Checked and counted with no await in between, and given back however the handshake or the
     # socket ends (refused, failed, cancelled, closed): handshakes in flight cannot overshoot a cap.
-    with app[RELAY_SLOTS].reserve(ip_key, session_fingerprint) as slot:
-        admission = await limits.admit(request[CLIENT_IP], session_fingerprint, cookie.user_id)
-        try:
-            async with app[UPSTREAM_GUARD].call():
-                user_id = await app[APPWRITE].get_account_id(session)
-        except UpstreamError as error:
-            if error.code == "session_invalid":
-                await limits.rejected(admission)
-            raise
-        await limits.issued(admission, user_id)
+    with app[RELAY_SLOTS].reserve(ip_key, caller.fingerprint) as slot:
+        admission = await admit(request, caller)
+        user_id = await ask_appwrite(
+            request, admission, lambda: app[APPWRITE].get_account_id(session), user_of=lambda user_id: user_id
+        )
         slot.claim_user(user_id)
         fields["user_id"] = user_id
 
@@ -117,3 +100,12 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
         else:
             await Relay(request, client, upstream, session, fields).run()
     return client
+
+
+def _allowed_handshake(request: web.Request, settings: Settings) -> Handshake:
+    """Every spelling of `channels` Appwrite would read is checked; only the checked ones go upstream."""
+    handshake = read_handshake(request.rel_url.raw_query_string)
+    denied = denied_channels(handshake.channels, settings.relay_channels_allow)
+    if denied:
+        raise ProblemError("channel_not_allowed", f"Channels not allowed here: {shown(denied)}.")
+    return handshake
