@@ -20,7 +20,7 @@ from aiohttp import web
 
 from service.appwrite_client import UpstreamError
 from service.exchange_limits import Admission
-from service.keys import CLIENT_IP, EXCHANGE_LIMITS, FINGERPRINTER, SETTINGS, UPSTREAM_GUARD
+from service.keys import ACCESS_LIMITS, CLIENT_IP, FINGERPRINTER, SETTINGS, UPSTREAM_GUARD
 from service.session_cookie import Session, session_from_cookie
 from service.settings import Settings
 
@@ -45,7 +45,7 @@ async def identify(
     app = request.app
     settings = app[SETTINGS]
     screen_origin(request, settings)
-    async with app[EXCHANGE_LIMITS].charging_ip(request[CLIENT_IP]):
+    async with app[ACCESS_LIMITS].charging_ip(request[CLIENT_IP]):
         session = session_from_cookie(request, settings.session_cookie_name)
         screened = screen()
     fingerprinter = app[FINGERPRINTER]
@@ -55,7 +55,7 @@ async def identify(
 
 async def admit(request: web.Request, caller: Caller[object]) -> Admission:
     """Step 4: the limits, before Appwrite is asked (raises 429 or 401 with their headers)."""
-    return await request.app[EXCHANGE_LIMITS].admit(request[CLIENT_IP], caller.fingerprint, caller.session.user_id)
+    return await request.app[ACCESS_LIMITS].admit(request[CLIENT_IP], caller.fingerprint, caller.session.user_id)
 
 
 async def ask_appwrite(
@@ -63,7 +63,7 @@ async def ask_appwrite(
 ) -> T:
     """Step 5: the guarded Appwrite call; what Appwrite answered updates the limits."""
     app = request.app
-    limits = app[EXCHANGE_LIMITS]
+    limits = app[ACCESS_LIMITS]
     async with app[UPSTREAM_GUARD].call():
         try:
             answer = await call()

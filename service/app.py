@@ -13,13 +13,13 @@ from aiohttp import web
 from service.appwrite_client import AppwriteClient, create_http_session, create_relay_session
 from service.appwrite_version import AppwriteVersion
 from service.exchange import issue_token
-from service.exchange_limits import ExchangeLimits
+from service.exchange_limits import AccessLimits
 from service.fingerprints import Fingerprinter
 from service.health import Readiness, livez
 from service.keys import (
+    ACCESS_LIMITS,
     APPWRITE,
     APPWRITE_VERSION,
-    EXCHANGE_LIMITS,
     FINGERPRINTER,
     HTTP,
     LIFECYCLE,
@@ -36,6 +36,7 @@ from service.keys import (
     UPSTREAM_GUARD,
 )
 from service.lifecycle import Lifecycle
+from service.log_once import LogOnce
 from service.metrics import Metrics
 from service.middlewares import request_context
 from service.paths import RELAY_PATH, TOKEN_PATH
@@ -46,7 +47,7 @@ from service.relay_slots import RelaySlots
 from service.relay_translate import UrlChannels
 from service.settings import Settings
 from service.state import State, StateConfigError, check_redis, close_client, redis_client_for
-from service.tracing import NoTracing, create_tracing, tracing_middleware
+from service.tracing import Tracer, create_tracing, tracing_middleware
 from service.upstream_guard import UpstreamGuard
 
 # The exchange takes no body; anything bigger than a small JSON object is refused with 413.
@@ -80,7 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
     app[APPWRITE_VERSION] = AppwriteVersion(settings.appwrite_endpoint)
     app[RELAY_URL_CHANNELS] = UrlChannels(settings, app[APPWRITE_VERSION])
-    app[LOGGED_ONCE] = set()
+    app[LOGGED_ONCE] = LogOnce()
     # Tracing first, so it is flushed last. State next: when REDIS_URL is unusable at boot it
     # refuses to start before anything is open.
     app.cleanup_ctx.append(_tracing)
@@ -136,7 +137,7 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
             raise
     metrics.set_backend(state.backend)
     app[STATE] = state
-    app[EXCHANGE_LIMITS] = ExchangeLimits(settings, state, metrics, app[FINGERPRINTER])
+    app[ACCESS_LIMITS] = AccessLimits(settings, state, metrics, app[FINGERPRINTER])
     app[READINESS_CHECKS]["state"] = state.readiness
     sweeper = asyncio.create_task(state.sweep_forever(), name="memory-state-sweep")
     try:
@@ -149,7 +150,7 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
             await close_client(client)
 
 
-def _redis_state(client: object, config: RedisConfig, tracing: NoTracing) -> RedisState:
+def _redis_state(client: object, config: RedisConfig, tracing: Tracer) -> RedisState:
     if tracing.enabled:
         from service.tracing_redis import TracedRedisState
 

@@ -25,10 +25,11 @@ import aiohttp
 import structlog
 
 from service.claims import ClaimsError, SignatureMismatch, TokenClaims, read_claims
+from service.log_once import LogOnce
 from service.problems import ProblemError
 from service.request_id import with_request_id
 from service.settings import Settings
-from service.tracing import NO_TRACING, NoTracing
+from service.tracing import NO_TRACING, Tracer
 
 UNAVAILABLE_RETRY_AFTER = "5"
 # A misconfiguration lasts until someone fixes it: callers need not come back soon.
@@ -107,21 +108,19 @@ class Misconfigurations:
     appears (not per request) and shown on /readyz until a call that proves it fixed succeeds."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, str] = {}
+        self._logged = LogOnce()
 
     def seen(self, cause: str, detail: str) -> None:
-        if cause in self._seen:
-            return
-        self._seen[cause] = detail
-        _log.error("config.appwrite_misconfigured", cause=cause, hint=detail)
+        if self._logged.first(cause, detail):
+            _log.error("config.appwrite_misconfigured", cause=cause, hint=detail)
 
     def cleared(self, causes: tuple[str, ...]) -> None:
         for cause in causes:
-            if self._seen.pop(cause, None) is not None:
+            if self._logged.clear(cause):
                 _log.info("config.appwrite_misconfiguration_cleared", cause=cause)
 
     def readiness(self) -> list[dict[str, str]]:
-        return [{"cause": cause, "detail": detail} for cause, detail in self._seen.items()]
+        return [{"cause": cause, "detail": detail} for cause, detail in self._logged.seen().items()]
 
 
 def misconfiguration_details(settings: Settings) -> dict[str, str]:
@@ -167,7 +166,7 @@ class AppwriteClient:
         http: aiohttp.ClientSession,
         settings: Settings,
         misconfigurations: Misconfigurations | None = None,
-        tracing: NoTracing = NO_TRACING,
+        tracing: Tracer = NO_TRACING,
     ) -> None:
         self._http = http
         self._tracing = tracing

@@ -1,4 +1,4 @@
-"""The exchange's rate limits (per IP, session and user) and its memory of rejected sessions."""
+"""The rate limits both routes charge (per IP, session and user) and the memory of rejected sessions."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from multidict import CIMultiDict
 
 from service.admission import AdmissionQuery
+from service.client_ip import limit_key_for_ip
 from service.fingerprints import Fingerprinter
 from service.metrics import Metrics
 from service.problems import ProblemError
 from service.rate_limits import RateLimit
-from service.security import limit_key_for_ip
 from service.settings import Settings
 from service.sliding_window import Check, Decision
 from service.state import SESSION_USER_TTL_SECONDS, State
@@ -37,7 +37,7 @@ class Admission:
         return ratelimit_headers(self.decisions) if self.decisions else CIMultiDict()
 
 
-class ExchangeLimits:
+class AccessLimits:
     """The IP limit, the rejected-session memory and the session and user limits, asked of the state
     as one question once the cookie is decoded (`admit`: one Redis round trip). A request refused
     before that (its cookie, its channels) still costs its IP (`charging_ip`).

@@ -12,16 +12,17 @@ if TYPE_CHECKING:
 
     from service.appwrite_client import AppwriteClient
     from service.appwrite_version import AppwriteVersion
-    from service.exchange_limits import ExchangeLimits
+    from service.exchange_limits import AccessLimits
     from service.fingerprints import Fingerprinter
     from service.lifecycle import Lifecycle
+    from service.log_once import LogOnce
     from service.metrics import Metrics
     from service.relay_pump import Relay
     from service.relay_slots import RelaySlots
     from service.relay_translate import UrlChannels
     from service.settings import Settings
     from service.state import State
-    from service.tracing import NoTracing
+    from service.tracing import Tracer
     from service.upstream_guard import UpstreamGuard
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -30,7 +31,7 @@ RELAY_HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("relay_http")
 APPWRITE: web.AppKey[AppwriteClient] = web.AppKey("appwrite")
 FINGERPRINTER: web.AppKey[Fingerprinter] = web.AppKey("fingerprinter")
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
-TRACING: web.AppKey[NoTracing] = web.AppKey("tracing")  # NO_TRACING when off
+TRACING: web.AppKey[Tracer] = web.AppKey("tracing")  # NO_TRACING when off
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
@@ -43,7 +44,7 @@ HANDSHAKE_SPAN: web.RequestKey[object] = web.RequestKey("relay_handshake_span")
 READINESS_CHECKS: web.AppKey[dict[str, Callable[[], dict[str, object]]]] = web.AppKey("readiness")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 STATE: web.AppKey[State] = web.AppKey("state")
-EXCHANGE_LIMITS: web.AppKey[ExchangeLimits] = web.AppKey("exchange_limits")
+ACCESS_LIMITS: web.AppKey[AccessLimits] = web.AppKey("access_limits")
 UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
 RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
 # Relayed-socket slots: the process cap and each client IP's, session's and user's share.
@@ -52,4 +53,4 @@ RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
 RELAY_URL_CHANNELS: web.AppKey[UrlChannels] = web.AppKey("relay_url_channels")
 APPWRITE_VERSION: web.AppKey[AppwriteVersion] = web.AppKey("appwrite_version")
 # Configuration warnings already logged by this process (each is logged once, not per request).
-LOGGED_ONCE: web.AppKey[set[str]] = web.AppKey("logged_once")
+LOGGED_ONCE: web.AppKey[LogOnce] = web.AppKey("logged_once")

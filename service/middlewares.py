@@ -9,10 +9,11 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from service.client_ip import client_ip
 from service.keys import CLIENT_IP, LIFECYCLE, REQUEST_ID, SETTINGS
 from service.problems import ProblemError, problem_response, response_for
 from service.request_id import REQUEST_ID_HEADER, current_request_id, new_request_id
-from service.security import PREFLIGHT_GRANTS, client_ip, cors_origin, refused_origin_detail, set_cors_headers
+from service.security import PREFLIGHT_GRANTS, cors_origin, refused_origin_detail, set_cors_headers
 
 __all__ = ["REQUEST_ID_HEADER", "new_request_id", "request_context"]
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from service.admission_sequence import admit, ask_appwrite, identify
+from service.client_ip import limit_key_for_ip
 from service.keys import (
     APPWRITE,
     CLIENT_IP,
@@ -34,7 +35,7 @@ from service.relay_policy import Handshake, denied_channels, read_handshake, sho
 from service.relay_pump import Relay
 from service.relay_translate import BOOTSTRAP_CHANNELS, TranslatingRelay
 from service.relay_upstream import connect_upstream
-from service.security import check_origin, limit_key_for_ip
+from service.security import check_origin
 from service.settings import Settings
 from service.tracing import set_response
 

@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.admission import AdmissionAnswer, AdmissionQuery
 from service.expiry import ExpiryQueues
+from service.log_once import LogOnce
 from service.lru import LRU
 from service.rate_limits import RateLimit
 from service.redis_state import RedisState
@@ -220,7 +221,7 @@ class State:
         self._kind = kind
         self._on_error = on_error
         self._misconfigured: tuple[str, float] | None = None
-        self._logged_causes: set[str] = set()
+        self._logged_causes = LogOnce()
         # One LRU holds the memory windows and the memory caches, so MEMORY_STATE_MAX_ENTRIES bounds
         # them together. Every key is a fixed-size fingerprint and every value a few small numbers
         # or a short id, so the entry bound is a bound on bytes too (about 400 bytes an entry).
@@ -340,8 +341,7 @@ class State:
                 if self.degraded:  # it answers again, so the outage is over
                     self._redis_down_since = None
                     self._on_fallback_change(False)
-                if cause not in self._logged_causes:
-                    self._logged_causes.add(cause)
+                if self._logged_causes.first(cause):
                     _log.error("state.redis_misconfigured", cause=cause, fix=describe(cause),
                                error=type(error).__name__)
                 return _UNAVAILABLE

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from service.problems import ProblemError
 from service.tracing_config import TracingConfig
@@ -21,10 +21,27 @@ from service.tracing_config import TracingConfig
 if TYPE_CHECKING:
     from aiohttp import web
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span
+    from opentelemetry.trace import Tracer as OtelTracer
 
 # Routes polled by probes and scrapers: a span each would only bury the traces that matter.
 _UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+
+
+class Tracer(Protocol):
+    """What every span site asks of tracing, on (Tracing) or off (NoTracing)."""
+
+    enabled: bool
+
+    def server_span(self, request: web.Request, route: str) -> contextlib.AbstractContextManager[Any]: ...
+
+    def client_span(self, name: str, attributes: Mapping[str, str | int]) -> contextlib.AbstractContextManager[Any]: ...
+
+    def follow_up_span(self, name: str, origin: Any) -> contextlib.AbstractContextManager[Any]: ...
+
+    def inject(self, headers: dict[str, str]) -> None: ...
+
+    async def shutdown(self) -> None: ...
 
 
 class NoTracing:
@@ -73,7 +90,7 @@ class Tracing(NoTracing):
         )
         # Spans are queued on the event loop and sent by the processor's own thread.
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
-        self._tracer: Tracer = self._provider.get_tracer("service")
+        self._tracer: OtelTracer = self._provider.get_tracer("service")
         self._propagator = TraceContextTextMapPropagator()
         self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
 
@@ -172,11 +189,11 @@ def _sampler(config: TracingConfig) -> Any:
     return ParentBased(root) if config.sampler.startswith("parentbased_") else root
 
 
-def create_tracing(config: TracingConfig | None) -> NoTracing:
+def create_tracing(config: TracingConfig | None) -> Tracer:
     return Tracing(config) if config is not None else NO_TRACING
 
 
-def tracing_middleware(tracing: NoTracing, spanned_by_handler: frozenset[str]) -> Any:
+def tracing_middleware(tracing: Tracer, spanned_by_handler: frozenset[str]) -> Any:
     """The route's server span around every request but those whose handler spans itself (the
     relay spans only its handshake: a socket lives for hours). Installed only when tracing is on."""
     from aiohttp import web

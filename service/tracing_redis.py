@@ -10,11 +10,11 @@ from service.admission import AdmissionAnswer, AdmissionQuery
 from service.redis_state import RedisState
 from service.redis_url import RedisConfig
 from service.sliding_window import Check, Decision
-from service.tracing import NoTracing
+from service.tracing import Tracer
 
 
 class TracedRedisState(RedisState):
-    def __init__(self, client: Any, config: RedisConfig, tracing: NoTracing) -> None:
+    def __init__(self, client: Any, config: RedisConfig, tracing: Tracer) -> None:
         super().__init__(client, cluster=config.kind == "redis-cluster")
         self._tracing = tracing
         host, port = config.hosts[0] if config.hosts else ("localhost", 0)

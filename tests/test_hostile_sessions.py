@@ -333,7 +333,7 @@ async def test_a_cached_entry_ends_at_its_ttl_without_a_timer(monkeypatch) -> No
 _FLOOD = textwrap.dedent(
     """
     import asyncio, gc, json, sys
-    from service.exchange_limits import ExchangeLimits
+    from service.exchange_limits import AccessLimits
     from service.fingerprints import Fingerprinter
     from service.metrics import Metrics
     from service.settings import Settings
@@ -350,7 +350,7 @@ _FLOOD = textwrap.dedent(
         })
         fingerprinter = Fingerprinter(b"k" * 32)
         state = State(None, lambda down: None, max_entries=settings.memory_state_max_entries)
-        limits = ExchangeLimits(settings, state, Metrics(), fingerprinter)
+        limits = AccessLimits(settings, state, Metrics(), fingerprinter)
         gc.collect()
         before = rss_mb()
         for i in range(sessions):

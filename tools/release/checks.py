@@ -193,8 +193,9 @@ def check_npm(listing_path: Path, tarball: Path, version: str) -> str:
     (listing,) = json.loads(listing_path.read_text())
     package = json.loads((HELPER / "package.json").read_text())
     listed = {entry["path"] for entry in listing["files"]}
-    # What package.json's `files` names, the files its entry points name, and package.json.
-    expected = {"package.json", *package["files"]}
+    # What package.json's `files` names, the files its entry points name, package.json, and the
+    # licence (npm always packs a LICENSE beside package.json).
+    expected = {"package.json", "LICENSE", *package["files"]}
     targets = {package.get("main"), package.get("types")} | set(_leaves(package.get("exports", {})))
     expected |= {target.removeprefix("./") for target in targets if target}
     problems = []

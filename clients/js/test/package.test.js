@@ -41,9 +41,9 @@ test('the manifest is publishable: not private, a version, exports with types, t
   assert.equal(manifest.dependencies, undefined, 'no runtime dependencies');
 });
 
-test('npm pack ships the module, its types, the README and package.json, nothing else', (t) => {
+test('npm pack ships the module, its types, the README, the licence and package.json, nothing else', (t) => {
   const { files } = pack(t);
-  assert.deepEqual(files, ['README.md', 'package.json', 'realtime-auth.d.ts', 'realtime-auth.js']);
+  assert.deepEqual(files, ['LICENSE', 'README.md', 'package.json', 'realtime-auth.d.ts', 'realtime-auth.js']);
 });
 
 test('installed from the tarball: Node resolves the export, tsc checks a consumer against the packed types', (t) => {
