@@ -52,7 +52,7 @@ def configurations(
     def app(module: str) -> list[str]:
         return [PYTHON, "-m", module]
 
-    service = [PYTHON, "-m", "service", "serve"]
+    service = [PYTHON, "-m", "appwrite_token_exchange", "serve"]
     endpoint = {"APPWRITE_ENDPOINT": f"http://127.0.0.1:{upstream_port}/v1", "APPWRITE_PROJECT_ID": PROJECT,
                 "HOST": "127.0.0.1"}
     configs = [

@@ -1,7 +1,7 @@
 """The Appwrite emulator in a lean mode, for load: the same routes, handlers and checks (so the same
 answers and tokens), without the test-only request recorder, fault injection and access log.
 
-    python -m bench.lean_emulator --port P      (EMULATOR_* variables as for `python -m service emulator`)
+    python -m bench.lean_emulator --port P      (EMULATOR_* variables as for `token-exchange emulator`)
 """
 
 from __future__ import annotations
@@ -10,12 +10,18 @@ import argparse
 import asyncio
 
 from aiohttp import web
-
-from service.emulator import account, control
-from service.emulator.app import appwrite_errors, create_emulator_app, require_project
-from service.emulator.config import EmulatorConfig
-from service.emulator.keys import EMULATOR_CONFIG, EMULATOR_STATE, FAULTS, REALTIME, RECORDER, SHUTTING_DOWN
-from service.emulator.realtime.handler import realtime
+from appwrite_token_exchange.emulator import account, control
+from appwrite_token_exchange.emulator.app import appwrite_errors, create_emulator_app, require_project
+from appwrite_token_exchange.emulator.config import EmulatorConfig
+from appwrite_token_exchange.emulator.keys import (
+    EMULATOR_CONFIG,
+    EMULATOR_STATE,
+    FAULTS,
+    REALTIME,
+    RECORDER,
+    SHUTTING_DOWN,
+)
+from appwrite_token_exchange.emulator.realtime.handler import realtime
 
 
 def create_lean_app(config: EmulatorConfig) -> web.Application:

@@ -19,7 +19,7 @@ from bench.upstream import PROJECT
 
 _LINE = re.compile(r":\d+\)$")
 # The command line's frames sit under every sample; they say nothing about the hot path.
-_ROOTS = ("service/__main__.py", "service/cli.py")
+_ROOTS = ("service/appwrite_token_exchange/__main__.py", "service/appwrite_token_exchange/cli.py")
 
 
 def py_spy_binary() -> str | None:

@@ -118,8 +118,8 @@ def _attempt(
     assert emulator.port is not None
     port = free_port()
     env = service_env(emulator.port, port, "info", None) | RELAY_LIMITS | extra_env
-    service = children.start("relay-service", [PYTHON, "-m", "service", "serve"], env=env, cpus=cores.sut,
-                             port=port, stdout_to_null=True)
+    service = children.start("relay-service", [PYTHON, "-m", "appwrite_token_exchange", "serve"], env=env,
+                             cpus=cores.sut, port=port, stdout_to_null=True)
     client_child: Child | None = None
     try:
         wait_http(service, "/livez")

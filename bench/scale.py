@@ -66,7 +66,7 @@ def state_sizes(sizes: list[int], cores: Cores, log: Callable[[str], None]) -> l
 
 
 def state_text(sizes: list[StateSize]) -> str:
-    lines = ["memory state (admission + issued through ExchangeLimits, one fresh process per size):"]
+    lines = ["memory state (admission + issued through AccessLimits, one fresh process per size):"]
     for s in sizes:
         lines.append(
             f"  {s.size:>9,} sessions+IPs: {s.entries:>9,} keys, RSS {s.base_rss_kib / 1024:.0f} -> "

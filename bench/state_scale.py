@@ -1,5 +1,5 @@
 """Memory state as the work grows: N distinct sessions, IPs and users through the service's own
-ExchangeLimits (admission, then `issued`, as every successful exchange does), in a fresh process.
+AccessLimits (admission, then `issued`, as every successful exchange does), in a fresh process.
 
     python -m bench.state_scale N   -> one JSON line on stdout
 
@@ -18,12 +18,13 @@ import os
 import sys
 import time
 
+from appwrite_token_exchange.access.fingerprints import Fingerprinter
+from appwrite_token_exchange.access.limits import AccessLimits
+from appwrite_token_exchange.observability.metrics import Metrics
+from appwrite_token_exchange.settings import Settings
+from appwrite_token_exchange.state.store import State
+
 from bench.procs import rss_kib
-from service.exchange_limits import ExchangeLimits
-from service.fingerprints import Fingerprinter
-from service.metrics import Metrics
-from service.settings import Settings
-from service.state import State
 
 ENTRIES_PER_EXCHANGE = 4
 TIMED = 20_000  # exchanges timed at the end of the fill, when the state holds ~N keys already
@@ -39,7 +40,7 @@ def settings(size: int) -> Settings:
     })
 
 
-async def exchanges(limits: ExchangeLimits, fingerprinter: Fingerprinter, first: int, count: int) -> None:
+async def exchanges(limits: AccessLimits, fingerprinter: Fingerprinter, first: int, count: int) -> None:
     for n in range(first, first + count):
         ip = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" if n < 1 << 24 else f"fd00::{n:x}"
         session = fingerprinter.of_session(f"session-secret-{n:012d}")
@@ -52,7 +53,7 @@ async def run(size: int) -> dict[str, object]:
     state = State(None, on_fallback_change=lambda _: None, max_entries=config.memory_state_max_entries)
     sweeper = asyncio.create_task(state.sweep_forever())  # as the service runs it
     fingerprinter = Fingerprinter(b"bench-state-hash-key-0123456789!")
-    limits = ExchangeLimits(config, state, Metrics(), fingerprinter)
+    limits = AccessLimits(config, state, Metrics(), fingerprinter)
     await exchanges(limits, fingerprinter, 0, 1000)  # code paths warm, before the baseline
     gc.collect()
     base = rss_kib_self()

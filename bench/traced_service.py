@@ -12,7 +12,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from service.cli import main
+from appwrite_token_exchange.cli import main
 
 
 class _Sink(BaseHTTPRequestHandler):

@@ -35,7 +35,7 @@ def emulator_env(project: str = PROJECT) -> dict[str, str]:
 
 def start_emulator(children: Children, cpus: frozenset[int], *, lean: bool, name: str = "emulator") -> Child:
     port = free_port()
-    module = ["-m", "bench.lean_emulator"] if lean else ["-m", "service", "emulator"]
+    module = ["-m", "bench.lean_emulator"] if lean else ["-m", "appwrite_token_exchange", "emulator"]
     child = children.start(
         name, [PYTHON, *module, "--port", str(port)], env=emulator_env(), cpus=cpus, port=port
     )

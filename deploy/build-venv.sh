@@ -36,4 +36,4 @@ pip_options="--no-cache-dir --disable-pip-version-check --require-hashes"
 
 # The console script resolves and the package imports with its dependencies.
 "$venv/bin/token-exchange" --help >/dev/null
-"$venv/bin/python" -c "import service.app, service.cli"
+"$venv/bin/python" -c "import appwrite_token_exchange.app, appwrite_token_exchange.cli"

@@ -1,6 +1,6 @@
 // One deployment as users run it, on this machine: the app and Appwrite (the demo in --site-only
 // mode: its page, its server-side sign-in, and the emulator), the service as its own process
-// (`python -m service serve`, configured only through its environment), nginx terminating TLS in
+// (`python -m appwrite_token_exchange serve`, configured only through its environment), nginx terminating TLS in
 // front of all three under real-looking host names, and Chromium reaching them through it.
 
 import { controlApi, freePort, record, startBrowser, startDemo, startProcess } from './support.js';
@@ -66,7 +66,7 @@ export async function startDeployment({
       TRUSTED_PROXIES: trustProxy ? `${PROXY_ADDRESS}/32` : '',
       ALLOWED_ORIGINS: topology === 'subdomain' ? APP : '',
     };
-    const service = await startProcess('token-exchange serve', ['-m', 'service', 'serve'], {
+    const service = await startProcess('token-exchange serve', ['-m', 'appwrite_token_exchange', 'serve'], {
       env: serviceEnv,
       isReady: async () => (await fetch(`http://127.0.0.1:${servicePort}/livez`).catch(() => null))?.ok,
     });

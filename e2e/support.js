@@ -131,13 +131,13 @@ export function controlApi(emulatorUrl) {
 }
 
 /**
- * `python -m service demo` on free ports; resolves once it printed "Press Ctrl+C".
+ * `python -m appwrite_token_exchange demo` on free ports; resolves once it printed "Press Ctrl+C".
  * `siteOnly` runs the demo app and the emulator without the service (`--site-only`).
  * Returns { baseUrl, emulatorUrl, port, emulatorPort, control(path, body?), output(), stop() }.
  */
 export async function startDemo({ mode = 'cloud', env = {}, siteOnly = false } = {}) {
   const [port, emulatorPort] = [await freePort(), await freePort()];
-  const args = ['-m', 'service', 'demo', '--port', String(port), '--emulator-port', String(emulatorPort), '--mode', mode];
+  const args = ['-m', 'appwrite_token_exchange', 'demo', '--port', String(port), '--emulator-port', String(emulatorPort), '--mode', mode];
   const demoProcess = await startProcess('the demo', siteOnly ? [...args, '--site-only'] : args, {
     env: { LOG_LEVEL: 'warning', DRAIN_TIMEOUT_SECONDS: '1', ...env },
     isReady: (output) => output.includes('Press Ctrl+C'),

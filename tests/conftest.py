@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
+from appwrite_token_exchange.observability.logs import configure_logging
+from appwrite_token_exchange.settings import Settings
 from blockbuster import blockbuster_ctx
 
-from service.app import create_app
-from service.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
-from service.log_config import configure_logging
-from service.settings import Settings
 from tests.contract import contract_middleware
 
 JWT_SECRET = "test-instance-key-0123456789abcdef"

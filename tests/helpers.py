@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from appwrite_token_exchange.problems import PROBLEM_CONTENT_TYPE
 
-from service.problems import PROBLEM_CONTENT_TYPE
 from tests.conftest import Emulator
 
 

@@ -37,9 +37,9 @@ async def wait_until_up(url: str, timeout: float = 20.0) -> None:
 async def running(
     *args: str, env: Mapping[str, str] | None = None, ready_url: str | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m service ARGS` as a child process, killed at the end whatever happens."""
+    """`python -m appwrite_token_exchange ARGS` as a child process, killed at the end whatever happens."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", *args,
+        sys.executable, "-m", "appwrite_token_exchange", *args,
         env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

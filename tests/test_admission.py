@@ -1,4 +1,4 @@
-"""One admission question (service/admission.py), answered alike by memory, one Redis server and a
+"""One admission question (service/appwrite_token_exchange/state/admission.py), answered alike by memory, one Redis server and a
 Redis Cluster (real servers): what is decided, what is counted, in which order."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from appwrite_token_exchange.state.admission import AdmissionQuery
+from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.state.redis_store import RedisState
+from appwrite_token_exchange.state.redis_url import parse_redis_url
+from appwrite_token_exchange.state.sliding_window import Check
+from appwrite_token_exchange.state.store import State, close_client, redis_client_for
 
-from service.admission import AdmissionQuery
-from service.rate_limits import RateLimit
-from service.redis_state import RedisState
-from service.redis_url import parse_redis_url
-from service.sliding_window import Check
-from service.state import State, close_client, redis_client_for
 from tests.redis_cluster import redis_cluster
 from tests.redis_server import redis_server
 

@@ -8,8 +8,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
-from service.appwrite_version import AppwriteVersion
+from appwrite_token_exchange.appwrite.version import AppwriteVersion
 
 
 class FakeAppwrite:

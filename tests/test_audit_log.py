@@ -90,8 +90,7 @@ async def test_access_lines_skip_the_audited_exchange(service, session_cookie, l
 
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
-
-    from service.log_config import AccessLogger
+    from appwrite_token_exchange.observability.logs import AccessLogger
 
     access = AccessLogger(logging.getLogger("aiohttp.access"), "")
     access.log(make_mocked_request("POST", "/v1/realtime/token"), web.Response(status=200), 0.01)

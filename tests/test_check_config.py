@@ -14,8 +14,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from appwrite_token_exchange.emulator.keys import RECORDER
 
-from service.emulator.keys import RECORDER
 from tests.conftest import JWT_SECRET, PROJECT, Emulator
 from tests.processes import free_port
 from tests.redis_cluster import redis_cluster
@@ -67,7 +67,7 @@ async def token_exchange(*args: str, env: dict[str, str], python: tuple[str, ...
     loop = asyncio.get_running_loop()
     started = loop.time()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *python, "-m", "service", *args, env={**clean, **env},
+        sys.executable, *python, "-m", "appwrite_token_exchange", *args, env={**clean, **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -401,5 +401,5 @@ async def test_version_is_the_installed_distributions() -> None:
 async def test_check_config_does_not_import_the_emulator(emulator: Emulator) -> None:
     run = await token_exchange("check-config", env=base_env(emulator), python=("-X", "importtime"))
     assert run.code == 0
-    assert " service.check_config" in run.stderr
-    assert "service.emulator" not in run.stderr
+    assert " appwrite_token_exchange.check_config" in run.stderr
+    assert "appwrite_token_exchange.emulator" not in run.stderr

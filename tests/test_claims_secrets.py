@@ -6,9 +6,8 @@ import time
 
 import jwt
 import pytest
-
-from service.claims import ClaimsError, SignatureMismatch, read_claims
-from service.settings import Settings, SettingsError
+from appwrite_token_exchange.appwrite.claims import ClaimsError, SignatureMismatch, read_claims
+from appwrite_token_exchange.settings import Settings, SettingsError
 
 BASE = {"APPWRITE_ENDPOINT": "https://appwrite.example.com/v1", "APPWRITE_PROJECT_ID": "p1"}
 OLD = "old-instance-key-0123456789abcdefgh"

@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.problems import PROBLEMS
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-from service.app import create_app
-from service.problems import PROBLEMS
 from tests.conftest import COOKIE, Emulator, exchange, service_settings
 from tests.contract import CONTRACT, SPEC_PATH, contract_middleware
 from tests.helpers import assert_problem, inject_fault

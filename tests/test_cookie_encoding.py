@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from appwrite_token_exchange.access.session_cookie import framework_decode
 
-from service.session_cookie import framework_decode
 from tests.conftest import COOKIE, PROJECT, Emulator, exchange
 from tests.helpers import assert_problem, upstream_requests
 

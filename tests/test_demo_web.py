@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-
-from service.app import create_app
-from service.demo_web import (
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.demo.site import (
     DemoSite,
     browser_endpoint,
     json_bigint_module,
@@ -22,7 +21,8 @@ from service.demo_web import (
     page_path,
     setup_demo,
 )
-from service.emulator.config import DEFAULT_API_KEY
+from appwrite_token_exchange.emulator.config import DEFAULT_API_KEY
+
 from tests.conftest import COOKIE, PROJECT, Emulator, exchange, service_settings
 from tests.helpers import assert_problem, inject_fault
 
@@ -235,8 +235,8 @@ async def test_sign_in_with_appwrite_down_is_a_503_problem(demo_factory: Any, em
 def test_demo_adds_the_users_allowed_origins_to_its_own() -> None:
     """An app whose dev proxy rewrites Host (Next.js's rewrites) reaches the demo's service
     cross-origin: `ALLOWED_ORIGINS=http://localhost:3000 token-exchange demo` lets it in."""
-    from service.demo import demo_settings
-    from service.emulator.config import EmulatorConfig
+    from appwrite_token_exchange.demo.run import demo_settings
+    from appwrite_token_exchange.emulator.config import EmulatorConfig
 
     def origins(env: dict[str, str]) -> set[str]:
         return set(demo_settings("127.0.0.1", 8080, 8081, EmulatorConfig(), env).allowed_origins)

@@ -170,7 +170,7 @@ async def test_without_the_instance_key_the_signature_is_not_checked(service_fac
 
 def test_an_already_expired_token_is_refused() -> None:
     # duration 0 is what Appwrite answers with an already-expired token; it must never reach a page.
-    from service.claims import ClaimsError, read_claims
+    from appwrite_token_exchange.appwrite.claims import ClaimsError, read_claims
 
     token = jwt.encode({"userId": "u", "sessionId": "s", "exp": int(time.time()) - 1}, JWT_SECRET)
     with pytest.raises(ClaimsError, match="expired"):
@@ -194,7 +194,7 @@ async def test_cookie_name_is_configurable(service_factory, session_cookie) -> N
 
 
 def test_only_hs256_tokens_are_accepted_even_unverified() -> None:
-    from service.claims import ClaimsError, SignatureMismatch, read_claims
+    from appwrite_token_exchange.appwrite.claims import ClaimsError, SignatureMismatch, read_claims
 
     claims = {"userId": "u", "sessionId": "s", "exp": int(time.time()) + 60}
     unsigned = jwt.encode(claims, None, algorithm="none")

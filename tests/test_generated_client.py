@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
+from appwrite_token_exchange.app import create_app
 
-from service.app import create_app
 from tests.conftest import COOKIE, Emulator, service_settings
 from tests.contract import SPEC_PATH, contract_middleware
 

@@ -30,7 +30,7 @@ async def test_appwrite_down_degrades_but_stays_ready(service_factory) -> None:
 
 
 async def test_draining_is_not_ready(service) -> None:
-    from service.keys import LIFECYCLE
+    from appwrite_token_exchange.keys import LIFECYCLE
 
     service.app[LIFECYCLE].start_drain()
     response = await service.get("/readyz")

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.edge.http_server import service_runner
 
-from service.app import create_app
-from service.http_server import service_runner
 from tests.conftest import COOKIE, PROJECT, Emulator, LogLines, exchange, service_settings
 from tests.helpers import assert_problem
 from tests.processes import free_port, running
@@ -122,7 +122,7 @@ async def watch(pid: int, livez_url: str, watch_out: Watch, stop: asyncio.Event)
 
 @contextlib.asynccontextmanager
 async def serve(**env: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """`python -m service serve` on a free port. Nothing here reaches Appwrite, so the endpoint is
+    """`python -m appwrite_token_exchange serve` on a free port. Nothing here reaches Appwrite, so the endpoint is
     a closed port."""
     port = free_port()
     settings = {

@@ -16,13 +16,13 @@ import aiohttp.web_request
 import pytest
 from aiocache.serializers import NullSerializer
 from aiohttp import web
+from appwrite_token_exchange.access.session_cookie import cookie_value, decode_session_value
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.state.lru import LRU
+from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.state.sliding_window import Check
+from appwrite_token_exchange.state.store import BoundedMemoryCache, State
 
-from service.app import create_app
-from service.lru import LRU
-from service.rate_limits import RateLimit
-from service.session_cookie import cookie_value, decode_session_value
-from service.sliding_window import Check
-from service.state import BoundedMemoryCache, State
 from tests.conftest import COOKIE, exchange, service_settings
 from tests.contract import contract_middleware
 from tests.helpers import assert_problem, upstream_requests
@@ -333,11 +333,11 @@ async def test_a_cached_entry_ends_at_its_ttl_without_a_timer(monkeypatch) -> No
 _FLOOD = textwrap.dedent(
     """
     import asyncio, gc, json, sys
-    from service.exchange_limits import AccessLimits
-    from service.fingerprints import Fingerprinter
-    from service.metrics import Metrics
-    from service.settings import Settings
-    from service.state import State
+    from appwrite_token_exchange.access.limits import AccessLimits
+    from appwrite_token_exchange.access.fingerprints import Fingerprinter
+    from appwrite_token_exchange.observability.metrics import Metrics
+    from appwrite_token_exchange.settings import Settings
+    from appwrite_token_exchange.state.store import State
 
     def rss_mb():
         with open("/proc/self/status") as status:

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 
 import aiohttp
+from appwrite_token_exchange.observability.log_writer import BackgroundWriter
 
-from service.log_writer import BackgroundWriter
 from tests.processes import free_port, running, wait_until_up
 
 PROJECT = "logproject"
@@ -93,7 +93,7 @@ async def test_the_service_keeps_answering_while_nobody_reads_its_stdout() -> No
                        ready_url=f"{emulator_url}/v1/health/version"):
         with unread_pipe() as (read_end, write_end):
             service = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "service", "serve", stdout=write_end,
+                sys.executable, "-m", "appwrite_token_exchange", "serve", stdout=write_end,
                 env={**os.environ, "APPWRITE_ENDPOINT": f"{emulator_url}/v1", "APPWRITE_PROJECT_ID": PROJECT,
                      "HOST": "127.0.0.1", "PORT": str(service_port), "LOG_LEVEL": "info", "LOG_FORMAT": "json",
                      "RATE_LIMIT_IP": "off", "RATE_LIMIT_SESSION": "off", "RATE_LIMIT_USER": "off"},

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from aiocache.serializers import NullSerializer
-
-from service.expiry import ExpiryQueues
-from service.lru import LRU
-from service.rate_limits import RateLimit
-from service.sliding_window import Check, MemoryLimiter
-from service.state import SWEEP_CHUNK, BoundedMemoryCache, State
+from appwrite_token_exchange.state.expiry import ExpiryQueues
+from appwrite_token_exchange.state.lru import LRU
+from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.state.sliding_window import Check, MemoryLimiter
+from appwrite_token_exchange.state.store import SWEEP_CHUNK, BoundedMemoryCache, State
 
 PER_MINUTE = RateLimit(1000, 60)
 PER_SECOND = RateLimit(1000, 1)

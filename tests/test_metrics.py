@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from service.keys import APPWRITE
+from appwrite_token_exchange.keys import APPWRITE
+
 from tests.conftest import exchange
 
 

@@ -17,15 +17,15 @@ from contextlib import contextmanager
 import pytest
 import redis
 from aiohttp import web
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.settings import SettingsError
+from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.state.redis_store import RedisState
+from appwrite_token_exchange.state.redis_url import RedisConfig, parse_redis_url
+from appwrite_token_exchange.state.sliding_window import Check
+from appwrite_token_exchange.state.store import State, StateConfigError, misconfiguration, redis_client_for
 from redis.exceptions import AuthenticationError, MovedError, NoScriptError, ResponseError
 
-from service.app import create_app
-from service.rate_limits import RateLimit
-from service.redis_state import RedisState
-from service.redis_url import RedisConfig, parse_redis_url
-from service.settings import SettingsError
-from service.sliding_window import Check
-from service.state import State, StateConfigError, misconfiguration, redis_client_for
 from tests.conftest import exchange, service_settings
 from tests.processes import free_port
 from tests.redis_server import redis_server
@@ -257,7 +257,7 @@ async def test_serve_exits_2_naming_redis_url(emulator) -> None:
            "PORT": str(free_port()), "STATE_HASH_KEY": HASH_KEY,
            "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0", "LOG_LEVEL": "warning"}
     done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "service.cli", "serve"], env=env, capture_output=True, timeout=30,
+        subprocess.run, [sys.executable, "-m", "appwrite_token_exchange.cli", "serve"], env=env, capture_output=True, timeout=30,
     )
     assert done.returncode == 2
     assert b"token-exchange: configuration error: REDIS_URL: Redis did not answer at start" in done.stderr

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.state.redis_store import RedisState
+from appwrite_token_exchange.state.sliding_window import Check
+from appwrite_token_exchange.state.store import redis_client
 
-from service.rate_limits import RateLimit
-from service.redis_state import RedisState
-from service.sliding_window import Check
-from service.state import redis_client
 from tests.conftest import exchange
 from tests.helpers import assert_problem
 from tests.processes import free_port, running

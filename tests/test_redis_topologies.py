@@ -1,4 +1,4 @@
-"""One shared limit, enforced by two real `python -m service serve` processes, against each Redis
+"""One shared limit, enforced by two real `python -m appwrite_token_exchange serve` processes, against each Redis
 topology the service accepts: a standalone server, a 3-node Cluster and a Sentinel set (with a
 failover in the middle of a run). Real servers from the Debian packages, started here on free
 loopback ports (tests/redis_server.py, tests/redis_cluster.py, tests/redis_sentinel.py)."""

@@ -8,10 +8,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from appwrite_token_exchange.keys import LIFECYCLE
+from appwrite_token_exchange.relay import pump as relay_pump
+from appwrite_token_exchange.relay.policy import read_handshake, upstream_url
 
-from service import relay_pump
-from service.keys import LIFECYCLE
-from service.relay_policy import read_handshake, upstream_url
 from tests.conftest import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from appwrite_token_exchange.emulator.keys import REALTIME
 
-from service.emulator.keys import REALTIME
 from tests.conftest import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
@@ -82,7 +82,7 @@ async def test_pages_frames_are_capped_at_appwrites_64000_bytes(service, emulato
 
 
 def test_the_event_cap_is_a_validated_setting() -> None:
-    from service.settings import Settings, SettingsError
+    from appwrite_token_exchange.settings import Settings, SettingsError
 
     env = {"APPWRITE_ENDPOINT": "https://aw.example.com/v1", "APPWRITE_PROJECT_ID": "p"}
     assert Settings.from_env(env).relay_max_event_bytes == 16 * MB

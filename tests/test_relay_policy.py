@@ -7,11 +7,10 @@ import asyncio
 import json
 
 import pytest
-
-from service.php_query import PhpKey, encode_query, parse_key, parse_query, php_urldecode
-from service.problems import ProblemError
-from service.relay_policy import Handshake, Verdict, read_handshake, screen_frame, shown, upstream_url
-from service.relay_slots import RelaySlots
+from appwrite_token_exchange.problems import ProblemError
+from appwrite_token_exchange.relay.php_query import PhpKey, encode_query, parse_key, parse_query, php_urldecode
+from appwrite_token_exchange.relay.policy import Handshake, Verdict, read_handshake, screen_frame, shown, upstream_url
+from appwrite_token_exchange.relay.slots import RelaySlots
 
 # -- PHP's reading of a query string ----------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from appwrite_token_exchange.emulator.keys import REALTIME
+from appwrite_token_exchange.relay import translate as relay_translate
+from appwrite_token_exchange.settings import Settings, SettingsError
 
-from service import relay_translate
-from service.emulator.keys import REALTIME
-from service.settings import Settings, SettingsError
 from tests.conftest import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"

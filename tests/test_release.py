@@ -17,14 +17,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import appwrite_token_exchange
 import pytest
 import yaml
 
-import service
-
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
-VERSION = service.__version__
+VERSION = appwrite_token_exchange.__version__
 PUBLISH_JOBS = ("pypi", "npm", "image")
 
 
@@ -44,9 +43,9 @@ def ancestors(jobs: dict[str, Any], name: str) -> set[str]:
 # ---- one version ---------------------------------------------------------------------------
 def test_pyproject_reads_the_version_from_the_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "version" not in project["project"], "the version is written in service/__init__.py only"
+    assert "version" not in project["project"], "the version is written in service/appwrite_token_exchange/__init__.py only"
     assert "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "service.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "appwrite_token_exchange.__version__"}
 
 
 def test_installed_metadata_has_the_version() -> None:

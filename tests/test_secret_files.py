@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.settings import Settings, SettingsError
+from appwrite_token_exchange.state.redis_url import parse_redis_url
 
-from service.app import create_app
-from service.redis_url import parse_redis_url
-from service.settings import Settings, SettingsError
 from tests.conftest import exchange, service_settings
 from tests.helpers import assert_problem
 from tests.redis_server import RedisServer, redis_server

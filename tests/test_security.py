@@ -70,7 +70,7 @@ async def test_preflight_allows_the_csrf_header_for_allowed_origins_only(service
 
 
 async def test_never_a_wildcard(service_factory, session_cookie) -> None:
-    from service.settings import SettingsError
+    from appwrite_token_exchange.settings import SettingsError
 
     with pytest.raises(SettingsError, match="ALLOWED_ORIGINS"):
         await service_factory(ALLOWED_ORIGINS="*")
@@ -125,7 +125,7 @@ def test_client_ip_walks_the_chain_from_the_right() -> None:
     import ipaddress
     from unittest.mock import Mock
 
-    from service.client_ip import client_ip
+    from appwrite_token_exchange.access.client_ip import client_ip
 
     proxies = (ipaddress.ip_network("10.0.0.0/8"),)
     request = Mock(remote="10.0.0.2", headers={"X-Forwarded-For": "1.1.1.1, 198.51.100.7, 10.0.0.9"})
@@ -194,7 +194,7 @@ def test_client_ip_is_canonical_whatever_the_spelling() -> None:
     import ipaddress
     from unittest.mock import Mock
 
-    from service.client_ip import client_ip
+    from appwrite_token_exchange.access.client_ip import client_ip
 
     proxies = (ipaddress.ip_network("10.0.0.0/8"),)
 
@@ -218,7 +218,7 @@ def test_client_ip_is_canonical_whatever_the_spelling() -> None:
 
 
 def test_limit_key_groups_ipv6_by_prefix_and_keeps_ipv4_addresses() -> None:
-    from service.client_ip import limit_key_for_ip
+    from appwrite_token_exchange.access.client_ip import limit_key_for_ip
 
     assert limit_key_for_ip("2001:db8:1:2:aaaa::1", 64) == "2001:db8:1:2::/64"
     assert limit_key_for_ip("2001:0db8:0001:0002:ffff:ffff:ffff:ffff", 64) == "2001:db8:1:2::/64"

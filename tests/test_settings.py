@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from service.settings import Settings, SettingsError
+from appwrite_token_exchange.settings import Settings, SettingsError
 
 BASE = {"APPWRITE_ENDPOINT": "https://cloud.appwrite.io/v1", "APPWRITE_PROJECT_ID": "p1"}
 
@@ -116,7 +115,7 @@ def test_origins_and_proxies_parse() -> None:
 def test_serve_refuses_to_start_and_names_the_variable() -> None:
     env = {**os.environ, **BASE, "TOKEN_TTL_SECONDS": "9999"}
     result = subprocess.run(
-        [sys.executable, "-m", "service", "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "-m", "appwrite_token_exchange", "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 2
     assert "TOKEN_TTL_SECONDS" in result.stderr

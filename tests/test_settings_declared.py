@@ -9,9 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
-from service.env import EnvReader
-from service.settings import SETTING, Declared, Settings, declared_settings
+from appwrite_token_exchange.env import EnvReader
+from appwrite_token_exchange.settings import SETTING, Declared, Settings, declared_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DECLARED = {item.env: item for item in declared_settings()}

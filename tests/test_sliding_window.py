@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from service.lru import LRU
-from service.rate_limits import RateLimit, parse_rate_limit
-from service.sliding_window import Check, MemoryLimiter
+from appwrite_token_exchange.state.lru import LRU
+from appwrite_token_exchange.state.rate_limit import RateLimit, parse_rate_limit
+from appwrite_token_exchange.state.sliding_window import Check, MemoryLimiter
 
 TEN_PER_MINUTE = RateLimit(10, 60)
 

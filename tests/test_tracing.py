@@ -15,18 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import appwrite_token_exchange
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from appwrite_token_exchange.settings import Settings, SettingsError
+from appwrite_token_exchange.state.redis_store import RedisState
+from appwrite_token_exchange.state.traced_redis import TracedRedisState
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from service.redis_state import RedisState
-from service.settings import Settings, SettingsError
-from service.tracing_redis import TracedRedisState
 from tests.conftest import COOKIE, JWT_SECRET, PROJECT, Emulator
 from tests.helpers import upstream_requests
 from tests.processes import free_port, running
@@ -49,6 +50,7 @@ class ExportedSpan:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     links: list[tuple[str, str]]  # (trace id, span id) of each linked span
+    scope: tuple[str, str]  # the instrumentation scope: name, version
 
 
 def _values(pairs: Any) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class Receiver:
                         span.name, span.kind, span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                         _values(span.attributes), resource,
                         [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                        (scope.scope.name, scope.scope.version),
                     ))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
@@ -177,6 +180,8 @@ async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_red
     assert route.attributes["http.route"] == "/v1/realtime/token"
     assert route.attributes["http.request.method"] == "POST"
     assert route.resource["service.name"] == "rtx-under-test"
+    # The scope names the instrumenting package and its version, as OpenTelemetry asks.
+    assert route.scope == ("appwrite_token_exchange", appwrite_token_exchange.__version__)
     assert route.resource["deployment.environment"] == "test"
 
     [call] = collector.named("POST /account/jwts")

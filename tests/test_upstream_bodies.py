@@ -17,14 +17,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
-from service.appwrite_client import (
+from appwrite_token_exchange.appwrite.client import (
     MAX_UPSTREAM_BODY_BYTES,
     AppwriteClient,
     UpstreamError,
     create_http_session,
     probe_version,
 )
+
 from tests.conftest import COOKIE, PROJECT, exchange, service_settings
 from tests.helpers import assert_problem
 from tests.processes import free_port, running

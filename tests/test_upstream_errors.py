@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from appwrite_token_exchange.appwrite.client import AppwriteClient, UpstreamError, create_http_session
 
-from service.appwrite_client import AppwriteClient, UpstreamError, create_http_session
 from tests.conftest import COOKIE, JWT_SECRET, PROJECT, exchange, service_settings
 from tests.helpers import assert_problem, inject_fault, upstream_requests
 

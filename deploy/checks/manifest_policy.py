@@ -182,7 +182,7 @@ def check_settings(python: str, config: dict[str, str], env: dict[str, Any], p: 
                 values[name] = _STAND_INS.get(name, "x" * 32)
         code = (
             "import json, sys\n"
-            "from service.settings import Settings, SettingsError\n"
+            "from appwrite_token_exchange.settings import Settings, SettingsError\n"
             "try:\n"
             "    Settings.from_env(json.load(sys.stdin))\n"
             "except SettingsError as error:\n"

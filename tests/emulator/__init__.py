@@ -1,1 +1,1 @@
-"""Tests of the Appwrite emulator that ships in service.emulator."""
+"""Tests of the Appwrite emulator that ships in appwrite_token_exchange.emulator."""

@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-
-from service.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, EmulatorUser, create_emulator_app
+from appwrite_token_exchange.emulator import (
+    EMULATOR_STATE,
+    EmulatorConfig,
+    EmulatorState,
+    EmulatorUser,
+    create_emulator_app,
+)
 
 PROJECT = "emu-project"
 KEY = "emulator-test-instance-key-0123456789"

@@ -12,8 +12,8 @@ from appwrite.client import Client
 from appwrite.exception import AppwriteException
 from appwrite.models import Session, User
 from appwrite.services.account import Account
+from appwrite_token_exchange.emulator.credentials import decode_session_value
 
-from service.emulator.credentials import decode_session_value
 from tests.emulator.conftest import API_KEY, PROJECT, Emu
 from tests.emulator.helpers import assert_error, validate
 
@@ -85,7 +85,7 @@ async def test_credentials_are_found_in_appwrites_order(emu: Emu) -> None:
         response = await emu.client.get("/v1/account", headers={"X-Appwrite-Project": PROJECT, **way})
         assert (await response.json())["$id"] == user.id, way
     # A cookie that decodes to a session (even a wrong one) stops the search: the header is not read.
-    from service.emulator.credentials import encode_session_value
+    from appwrite_token_exchange.emulator.credentials import encode_session_value
 
     stale = encode_session_value(user.id, "stale")
     shadowed = await emu.client.get(

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient
+from appwrite_token_exchange.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
+from appwrite_token_exchange.emulator.config import SERVERS, Server
 
-from service.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
-from service.emulator.config import SERVERS, Server
 from tests.emulator.conftest import API_KEY, KEY, PROJECT, FakeClock
 
 ORIGIN = "http://localhost"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from appwrite_token_exchange.emulator.config import SERVERS, Server
 
-from service.emulator.config import SERVERS, Server
 from tests.emulator.conftest import EmuFactory
 from tests.emulator.helpers import assert_error, claims
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
+from appwrite_token_exchange.emulator.models import account_model
 
-from service.emulator.models import account_model
 from tests.emulator.conftest import PROJECT, Emu, EmuFactory
 
 ALL = ("main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from service.emulator import EmulatorConfig
-from service.emulator.config import DEFAULT_API_KEY, DEFAULT_JWT_SECRET, MODES, SERVER_OF, SERVERS
+from appwrite_token_exchange.emulator import EmulatorConfig
+from appwrite_token_exchange.emulator.config import DEFAULT_API_KEY, DEFAULT_JWT_SECRET, MODES, SERVER_OF, SERVERS
 
 
 def test_defaults_are_a_working_cloud_project() -> None:

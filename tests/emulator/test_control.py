@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from appwrite_token_exchange.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
 
-from service.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
 from tests.emulator.conftest import PROJECT, Emu, EmuFactory
 from tests.emulator.helpers import assert_error
 
@@ -108,7 +108,7 @@ async def test_recorded_requests_show_exactly_what_was_sent(emu: Emu) -> None:
 
 
 async def test_recording_is_bounded(emu: Emu) -> None:
-    from service.emulator.keys import RECORDER
+    from appwrite_token_exchange.emulator.keys import RECORDER
 
     recorder = emu.app[RECORDER]
     for _ in range(1005):

@@ -108,7 +108,7 @@ async def test_a_bad_session_value_is_unauthorized(emu: Emu, value: str) -> None
 
 
 async def test_a_wrong_secret_for_a_real_user_is_unauthorized(emu: Emu) -> None:
-    from service.emulator.credentials import encode_session_value
+    from appwrite_token_exchange.emulator.credentials import encode_session_value
 
     user, _, _ = emu.signed_in()
     await assert_error(await emu.mint(encode_session_value(user.id, "0" * 256)), 401, "general_unauthorized_scope")

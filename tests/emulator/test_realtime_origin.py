@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
+from appwrite_token_exchange.demo.run import register_demo_platforms
+from appwrite_token_exchange.emulator import EmulatorConfig, create_emulator_app
+from appwrite_token_exchange.emulator.realtime.origin import hostname_allowed, origin_refusal
 
-from service.demo import register_demo_platforms
-from service.emulator import EmulatorConfig, create_emulator_app
-from service.emulator.realtime.origin import hostname_allowed, origin_refusal
 from tests.emulator.conftest import PROJECT, Emu, EmuFactory
 
 

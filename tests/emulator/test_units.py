@@ -8,16 +8,15 @@ import hmac
 import json
 
 import pytest
-
-from service.emulator.config import EmulatorConfig
-from service.emulator.credentials import (
+from appwrite_token_exchange.emulator.config import EmulatorConfig
+from appwrite_token_exchange.emulator.credentials import (
     decode_session_value,
     encode_session_value,
     php_base64_decode_strict,
     unique_id,
 )
-from service.emulator.limits import FixedWindowLimiter, WindowDecision
-from service.emulator.realtime.channels import (
+from appwrite_token_exchange.emulator.limits import FixedWindowLimiter, WindowDecision
+from appwrite_token_exchange.emulator.realtime.channels import (
     convert_channels,
     parse_php_query,
     php_array,
@@ -25,8 +24,8 @@ from service.emulator.realtime.channels import (
     rebind_account_channels,
     url_subscriptions,
 )
-from service.emulator.realtime.wire import encode
-from service.emulator.tokens import TokenInvalid, mint, verify
+from appwrite_token_exchange.emulator.realtime.wire import encode
+from appwrite_token_exchange.emulator.tokens import TokenInvalid, mint, verify
 
 KEY = "unit-test-instance-key-0123456789abcdef"
 

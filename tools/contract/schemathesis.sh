@@ -48,7 +48,7 @@ EOF
 )
 base="http://127.0.0.1:$port"
 
-LOG_LEVEL=error "$py" -m service demo --port "$port" --emulator-port "$emulator_port" >"$work/demo.out" 2>"$work/demo.err" &
+LOG_LEVEL=error "$py" -m appwrite_token_exchange demo --port "$port" --emulator-port "$emulator_port" >"$work/demo.out" 2>"$work/demo.err" &
 demo_pid=$!
 
 # Ready once the demo printed its cookie and /livez answers.

@@ -33,7 +33,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = "service"
+PACKAGE = "appwrite_token_exchange"
+SOURCE = ROOT / "service" / PACKAGE  # the import package, in the project's service/ folder
 HELPER = ROOT / "clients" / "js"
 KUSTOMIZATION = ROOT / "deploy" / "k8s" / "base" / "kustomization.yaml"
 
@@ -44,8 +45,8 @@ class CheckError(Exception):
 
 # ---- the version ---------------------------------------------------------------------------
 def source_version() -> str:
-    """service/__version__ read as setuptools' `attr:` reads it: statically, nothing imported."""
-    tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
+    """The package's __version__ read as setuptools' `attr:` reads it: statically, nothing imported."""
+    tree = ast.parse((SOURCE / "__init__.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(target, ast.Name) and target.id == "__version__" for target in node.targets
@@ -53,7 +54,7 @@ def source_version() -> str:
             value = ast.literal_eval(node.value)
             if isinstance(value, str):
                 return value
-    raise CheckError("service/__init__.py has no __version__ = '...'")
+    raise CheckError("service/appwrite_token_exchange/__init__.py has no __version__ = '...'")
 
 
 def written_versions() -> dict[str, str]:
@@ -76,7 +77,7 @@ def check_version(tag: str | None) -> str:
     if tag is not None and tag != f"v{version}":
         wrong.append(f"the tag is {tag!r}, not 'v{version}'")
     if wrong:
-        raise CheckError(f"the version is {version} (service/__init__.py) but " + "; ".join(wrong))
+        raise CheckError(f"the version is {version} (service/appwrite_token_exchange/__init__.py) but " + "; ".join(wrong))
     return version
 
 
@@ -132,10 +133,10 @@ def shipped_files() -> set[str]:
     """What a wheel must hold of the package: every module, and the package data pyproject names."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"][PACKAGE]
-    files = {path for path in (ROOT / PACKAGE).rglob("*.py") if "__pycache__" not in path.parts}
+    files = {path for path in SOURCE.rglob("*.py") if "__pycache__" not in path.parts}
     for pattern in patterns:
-        files |= {path for path in (ROOT / PACKAGE).glob(pattern) if path.is_file()}
-    return {path.relative_to(ROOT).as_posix() for path in files}
+        files |= {path for path in SOURCE.glob(pattern) if path.is_file()}
+    return {path.relative_to(SOURCE.parent).as_posix() for path in files}
 
 
 def metadata(text: str) -> dict[str, Any]:
@@ -156,8 +157,8 @@ def check_wheel(path: Path, version: str) -> str:
     problems += [f"unexpected {name}" for name in sorted(names - package) if not name.startswith(f"{info}/")]
     if meta["Version"] != version or meta["Name"] != "appwrite-token-exchange":
         problems.append(f"METADATA says {meta['Name']} {meta['Version']}")
-    if not re.search(r"^token-exchange\s*=\s*service\.cli:main$", entry_points, re.M):
-        problems.append("no console script token-exchange = service.cli:main")
+    if not re.search(rf"^token-exchange\s*=\s*{PACKAGE}\.cli:main$", entry_points, re.M):
+        problems.append("no console script token-exchange = appwrite_token_exchange.cli:main")
     if f"{info}/licenses/LICENSE" not in names:
         problems.append("no LICENSE in the dist-info")
     if problems:
@@ -173,7 +174,9 @@ def check_sdist(path: Path, version: str) -> str:
         pkg_info = sdist.extractfile(f"{top}/PKG-INFO")
         meta = metadata(pkg_info.read().decode()) if pkg_info else {}
     inside = {name.removeprefix(f"{top}/") for name in names if name.startswith(f"{top}/")}
-    needed = {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO"} | shipped_files()
+    needed = {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO"} | {
+        f"{SOURCE.parent.relative_to(ROOT).as_posix()}/{name}" for name in shipped_files()
+    }
     problems = [f"missing {name}" for name in sorted(needed - inside)]
     if outside := sorted(names - {f"{top}/{name}" for name in inside}):
         problems.append(f"outside {top}/: {outside[:5]}")
@@ -184,7 +187,7 @@ def check_sdist(path: Path, version: str) -> str:
     # setuptools adds its egg-info and setup.cfg, and of tests/ only the tests/test*.py files.
     tests = sum(1 for name in inside if name.startswith("tests/"))
     in_tree = sum(1 for file in (ROOT / "tests").rglob("*") if file.is_file() and "__pycache__" not in file.parts)
-    built_from = f"pyproject.toml, README.md, LICENSE, {PACKAGE}/"
+    built_from = f"pyproject.toml, README.md, LICENSE, {SOURCE.relative_to(ROOT).as_posix()}/"
     return f"{path.name}: what the wheel is built from ({built_from}); tests/: {tests} of the tree's {in_tree} files"
 
 

@@ -24,7 +24,7 @@ import {
 } from '../test-support/fakes.js';
 
 const ACCOUNT = { $id: 'user-1', name: 'Ada' };
-// Appwrite's `user_jwt_and_cookie_set`, as service/emulator/errors.py words it.
+// Appwrite's `user_jwt_and_cookie_set`, as service/appwrite_token_exchange/emulator/errors.py words it.
 const JWT_AND_COOKIE_FRAME = {
   type: 'error',
   data: {

@@ -1,0 +1,3 @@
+from appwrite_token_exchange.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Appwrite's version (`GET /v1/health/version`): asked when needed, kept, and shared by /readyz
+and the relay, so each caller says how old an answer it accepts instead of keeping its own copy."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from appwrite_token_exchange.appwrite.client import probe_version
+
+
+class AppwriteVersion:
+    """The last version Appwrite told and when; one probe in flight at a time, whoever asks."""
+
+    def __init__(self, endpoint: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._endpoint = endpoint
+        self._clock = clock
+        self._version: str | None = None
+        self._told_at = -math.inf
+        self._failed_at = -math.inf
+        self._probe: asyncio.Task[str | None] | None = None
+
+    async def get(
+        self, http: aiohttp.ClientSession, *, max_age: float, wait_seconds: float, failure_ttl: float = 0.0
+    ) -> str | None:
+        """The version, if Appwrite told it within `max_age` seconds; else asked now (at most
+        `wait_seconds`). None when it cannot be read, and, for `failure_ttl` seconds after a
+        failed probe, without asking again."""
+        now = self._clock()
+        if self._version is not None and now - self._told_at < max_age:
+            return self._version
+        if now - self._failed_at < failure_ttl:
+            return None
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._ask(http, wait_seconds))
+            self._probe.add_done_callback(self._forget_probe)
+        try:
+            # A caller with a shorter timeout than the probe in flight stops waiting, not the probe.
+            return await asyncio.wait_for(asyncio.shield(self._probe), wait_seconds)
+        except TimeoutError:
+            return None
+
+    async def _ask(self, http: aiohttp.ClientSession, seconds: float) -> str | None:
+        version = await probe_version(http, self._endpoint, seconds)
+        if version is None:
+            self._failed_at = self._clock()
+        else:
+            self._version, self._told_at = version, self._clock()
+        return version
+
+    def _forget_probe(self, _: asyncio.Task[str | None]) -> None:
+        self._probe = None

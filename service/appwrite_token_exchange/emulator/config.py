@@ -1,0 +1,250 @@
+"""The emulator's settings: one frozen object, validated once, optionally read from the environment.
+
+A mode picks which Appwrite server the emulator plays. Five servers are modelled, each named after
+the Appwrite git ref its behaviour was read from; the older short names stay as aliases:
+
+| mode (aliases)        | plays                                              |
+|-----------------------|----------------------------------------------------|
+| `main`                | appwrite/appwrite `main` (future releases)          |
+| `cl-1.9.6` (`cloud`)  | the Appwrite Cloud line, tags `cl-1.9.6-*`         |
+| `1.9.6` (`1.9`)       | self-hosted 1.9.6                                  |
+| `1.9.0`               | self-hosted 1.9.0                                  |
+| `1.8.1` (`1.8`)       | self-hosted 1.8.1 (and, for what the service uses, 1.5-1.8) |
+
+Code elsewhere (REST routes, Realtime) must read the behaviour flags below, never compare mode
+names: several names play the same server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+Mode = Literal["cloud", "1.9", "1.8", "main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+
+# The server a mode plays: the git ref of appwrite/appwrite its behaviour comes from.
+Server = Literal["main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1"]
+SERVERS: tuple[Server, ...] = get_args(Server)
+SERVER_OF: Mapping[Mode, Server] = {
+    "main": "main",
+    "cl-1.9.6": "cl-1.9.6",
+    "cloud": "cl-1.9.6",
+    "1.9.6": "1.9.6",
+    "1.9": "1.9.6",
+    "1.9.0": "1.9.0",
+    "1.8.1": "1.8.1",
+    "1.8": "1.8.1",
+}
+
+# `APP_VERSION_STABLE` of each ref: what `GET /v1/health/version` and every error body report.
+# `main` and the Cloud line both still say 1.9.6 (app/init/constants.php, main of 2026-08-21).
+VERSIONS: Mapping[Server, str] = {
+    "main": "1.9.6",
+    "cl-1.9.6": "1.9.6",
+    "1.9.6": "1.9.6",
+    "1.9.0": "1.9.0",
+    "1.8.1": "1.8.1",
+}
+
+# Appwrite's own limit on `POST /v1/account/jwts`, per user, fixed window: (count, seconds).
+# 1.9.0+: APP_LIMIT_WRITE_RATE_DEFAULT * 2 per APP_LIMIT_WRITE_RATE_PERIOD_DEFAULT; 1.8.1: 100/hour.
+JWT_RATE_LIMITS: Mapping[Server, tuple[int, int]] = {
+    "main": (120, 60),
+    "cl-1.9.6": (120, 60),
+    "1.9.6": (120, 60),
+    "1.9.0": (120, 60),
+    "1.8.1": (100, 3600),
+}
+
+_NEWEST: frozenset[Server] = frozenset({"main"})
+_CLOUD_AND_NEWER: frozenset[Server] = frozenset({"main", "cl-1.9.6"})
+_SINCE_1_9_6: frozenset[Server] = frozenset({"main", "cl-1.9.6", "1.9.6"})
+_BEFORE_1_9_6: frozenset[Server] = frozenset({"1.9.0", "1.8.1"})
+
+# Appwrite's Realtime abuse limits, both per 60 s fixed window.
+REALTIME_CONNECT_LIMIT = 128
+REALTIME_MESSAGE_LIMIT = 32
+
+# Public, well-known development values: the emulator is a test double and never guards anything.
+DEFAULT_JWT_SECRET = "emulator-openssl-key-v1-for-local-use-only"  # noqa: S105
+DEFAULT_API_KEY = "emulator-api-key-for-local-use-only"
+
+# Appwrite's custom ID rule (projects, users, subscriptions): 1-36 chars, no leading special char.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
+# A Web platform's hostname: lower case, no scheme, port or path; a leading `*.` is a wildcard.
+_PLATFORM_HOSTNAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*|\*")
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything the emulator needs; defaults give a working local Appwrite stand-in."""
+
+    project_id: str = "demo"
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    api_key: str = DEFAULT_API_KEY
+    mode: Mode = "cloud"
+    # None: the mode's own limit. 0: no limit at all (Appwrite treats a limit of 0 as unlimited).
+    jwt_rate_limit: int | None = None
+    # None or 0 switches the Realtime abuse checks off; tests lower them to reach them quickly.
+    realtime_connect_limit: int | None = REALTIME_CONNECT_LIMIT
+    realtime_message_limit: int | None = REALTIME_MESSAGE_LIMIT
+    # Hostnames of the project's Web platforms (`*.example.com` allowed): Realtime refuses a
+    # handshake whose Origin is none of them. The control API can add more at run time.
+    platforms: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _ID.fullmatch(self.project_id):
+            raise ValueError(f"project_id {self.project_id!r} is not a valid Appwrite project ID")
+        if not self.jwt_secret:
+            raise ValueError("jwt_secret must not be empty")
+        if not self.api_key:
+            raise ValueError("api_key must not be empty")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        for name in ("jwt_rate_limit", "realtime_connect_limit", "realtime_message_limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a whole number of 0 or more")
+        for hostname in self.platforms:
+            if not _PLATFORM_HOSTNAME.fullmatch(hostname):
+                raise ValueError(f"platform hostname {hostname!r} is not a hostname (no scheme, port or path)")
+
+    @property
+    def server(self) -> Server:
+        """The Appwrite ref this mode plays (aliases resolved)."""
+        return SERVER_OF[self.mode]
+
+    @property
+    def version(self) -> str:
+        return VERSIONS[self.server]
+
+    @property
+    def jwt_limit(self) -> tuple[int, int]:
+        """(count, window seconds) for the JWT route; a count of 0 means unlimited."""
+        count, seconds = JWT_RATE_LIMITS[self.server]
+        return (count if self.jwt_rate_limit is None else self.jwt_rate_limit), seconds
+
+    # --- REST ------------------------------------------------------------------------------------
+
+    @property
+    def honours_duration(self) -> bool:
+        """`duration` on `POST /account/jwts` exists since 1.9.0; 1.8.1 always issues 900 s tokens."""
+        return self.server != "1.8.1"
+
+    @property
+    def zero_duration_fails(self) -> bool:
+        """`duration: 0` reaches adhocore/jwt as maxAge 0, which throws: a 500 `general_unknown`.
+
+        Only where the parameter exists: 1.8.1 ignores the body and issues a 900 s token.
+        """
+        return self.honours_duration
+
+    @property
+    def refuses_jwt_minting_with_jwt(self) -> bool:
+        """`main` answers 403 user_jwt_creation_denied; the others fall through to 404."""
+        return self.server in _NEWEST
+
+    @property
+    def jwt_needs_unexpired_session(self) -> bool:
+        """`main` drops a JWT whose session expired (`sessionActive`); the others only check the
+        session still exists."""
+        return self.server in _NEWEST
+
+    @property
+    def refuses_jwt_with_session(self) -> bool:
+        """403 user_jwt_and_cookie_set for a JWT next to a valid session (1.9.0+); on 1.8.1 the JWT
+        simply wins (REST and the Realtime handshake alike)."""
+        return self.server != "1.8.1"
+
+    @property
+    def blocked_status(self) -> int:
+        """HTTP status of `user_blocked`: 401 on 1.8.1, 403 since 1.9.0."""
+        return 401 if self.server == "1.8.1" else 403
+
+    # --- Realtime (read by emulator/realtime) -------------------------------------------
+
+    @property
+    def realtime_reads_jwt_query(self) -> bool:
+        """Only servers with Appwrite PR #12664 (the Cloud line and `main`) read `?jwt=`."""
+        return self.server in _CLOUD_AND_NEWER
+
+    @property
+    def message_subscriptions(self) -> bool:
+        """`subscribe`/`unsubscribe` frames and subscription IDs: 1.9.6 and newer (not 1.9.0)."""
+        return self.server in _SINCE_1_9_6
+
+    @property
+    def realtime_subscription_ids(self) -> bool:
+        """URL subscriptions get IDs (`connected` and `event` frames carry them) since 1.9.0."""
+        return self.server != "1.8.1"
+
+    @property
+    def realtime_requires_url_channels(self) -> bool:
+        """1.8.1 and 1.9.0 refuse a handshake without `channels[]` ("Missing channels")."""
+        return self.server in _BEFORE_1_9_6
+
+    @property
+    def presence_frames(self) -> bool:
+        """`presence` frames are answered since 1.9.5 (so 1.9.6, Cloud and `main`)."""
+        return self.server in _SINCE_1_9_6
+
+    @property
+    def account_action_channels(self) -> bool:
+        """`account.<action>` becomes `account.<id>.<action>` (Realtime adapter `SUPPORTED_ACTIONS`):
+        1.9.6 and newer; 1.8.1 and 1.9.0 drop every `account.*` name but `account.<own id>`."""
+        return self.server in _SINCE_1_9_6
+
+    @property
+    def origin_loopback_aliases(self) -> bool:
+        """Only `main` lets 127.0.0.1 and [::1] stand for an allowed `localhost` in the Origin check."""
+        return self.server in _NEWEST
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EmulatorConfig:
+        """Read EMULATOR_* variables; a bad value raises ValueError naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for variable, field in (
+            ("EMULATOR_PROJECT_ID", "project_id"),
+            ("EMULATOR_JWT_SECRET", "jwt_secret"),
+            ("EMULATOR_API_KEY", "api_key"),
+        ):
+            if variable in env:
+                if not env[variable]:
+                    raise ValueError(f"{variable} is set but empty")
+                values[field] = env[variable]
+        if "EMULATOR_MODE" in env:
+            mode = env["EMULATOR_MODE"]
+            if mode not in MODES:
+                raise ValueError(f"EMULATOR_MODE must be one of {', '.join(MODES)}, not {mode!r}")
+            values["mode"] = mode
+        for variable, field in (
+            ("EMULATOR_JWT_RATE_LIMIT", "jwt_rate_limit"),
+            ("EMULATOR_REALTIME_CONNECT_LIMIT", "realtime_connect_limit"),
+            ("EMULATOR_REALTIME_MESSAGE_LIMIT", "realtime_message_limit"),
+        ):
+            if variable in env:
+                values[field] = _count(variable, env[variable])
+        platforms = tuple(h.strip().lower() for h in env.get("EMULATOR_PLATFORMS", "").split(",") if h.strip())
+        if not all(_PLATFORM_HOSTNAME.fullmatch(hostname) for hostname in platforms):
+            raise ValueError(f"EMULATOR_PLATFORMS must be hostnames separated by commas: {platforms!r}")
+        values["platforms"] = platforms
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ValueError as error:
+            # Only the project ID can still be wrong here; name the variable, not the field.
+            raise ValueError(f"EMULATOR_PROJECT_ID: {error}") from None
+
+
+def _count(variable: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{variable} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{variable} must be 0 or more, not {value}")
+    return value

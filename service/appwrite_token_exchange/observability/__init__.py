@@ -1,0 +1,9 @@
+"""What operators see.
+
+- `logs`: structlog configured once (JSON or console), the access log, redaction;
+- `log_writer`: log lines written from a thread of their own, so a slow stdout never blocks the loop;
+- `log_once`: conditions logged when they appear, not per request;
+- `audit`: the audit log's events;
+- `metrics`: Prometheus metrics, labelled by route, never by user input;
+- `tracing`, `tracing_config`: OpenTelemetry traces, off unless OTEL_* turns them on.
+"""

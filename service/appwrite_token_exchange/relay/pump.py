@@ -1,0 +1,193 @@
+"""One relayed socket: frames pumped both ways between the page and Appwrite, the session re-checked
+while it lives, and the socket closed on shutdown. What may pass is decided in relay_policy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from appwrite_token_exchange.appwrite.client import UpstreamError
+from appwrite_token_exchange.keys import APPWRITE, HANDSHAKE_SPAN, LIFECYCLE, METRICS, RELAYS, SETTINGS, TRACING
+from appwrite_token_exchange.observability import audit
+from appwrite_token_exchange.relay.policy import screen_frame
+from appwrite_token_exchange.relay.upstream import too_large
+
+# A client that cannot take a frame within this long is not reading: close it rather than buffer.
+SEND_TIMEOUT_SECONDS = 10.0
+# On SIGTERM, sockets close at random within this spread so clients do not reconnect all at once.
+SHUTDOWN_SPREAD_SECONDS = 5.0
+_DIRECTIONS = ("to_appwrite", "to_client")
+
+
+@dataclass
+class RelayStats:
+    opened_at: float = field(default_factory=time.monotonic)
+    frames: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
+    bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
+    close_reason: str | None = None
+    close_code: int = WSCloseCode.OK
+
+
+class _SlowClient(Exception):
+    """The browser stopped reading; its socket is closed instead of buffering without bound."""
+
+
+class Relay:
+    """One relayed socket: two pumps, a session re-check, and the shutdown signal."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        client: web.WebSocketResponse,
+        upstream: aiohttp.ClientWebSocketResponse,
+        session: str,
+        fields: dict[str, object],
+    ) -> None:
+        self._app = request.app
+        self._client = client
+        self._upstream = upstream
+        self._session = session
+        self._fields = fields
+        self._stats = RelayStats()
+        self._patterns = request.app[SETTINGS].relay_channels_allow
+        self._metrics = request.app[METRICS]
+        self._handshake_span = request.get(HANDSHAKE_SPAN)
+
+    async def run(self) -> None:
+        self._app[RELAYS].add(self)
+        self._metrics.relay_open.inc()
+        audit.relay_opened(**self._fields)
+        tasks = [
+            asyncio.create_task(self._to_appwrite()),
+            asyncio.create_task(self._to_client()),
+            asyncio.create_task(self._revalidate()),
+            asyncio.create_task(self._close_on_shutdown()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._end("error", WSCloseCode.INTERNAL_ERROR)
+            reason = self._stats.close_reason or "error"
+            # Account first: closing a client that stopped reading can get this task cancelled.
+            self._account(reason)
+            await self._close(self._stats.close_code, reason)
+
+    def _account(self, reason: str) -> None:
+        self._app[RELAYS].discard(self)
+        metrics = self._metrics
+        metrics.relay_open.dec()
+        metrics.relay_closes.labels(reason).inc()
+        for direction in _DIRECTIONS:
+            metrics.relay_frames.labels(direction).inc(self._stats.frames[direction])
+            metrics.relay_bytes.labels(direction).inc(self._stats.bytes[direction])
+        audit.relay_closed(
+            duration_s=round(time.monotonic() - self._stats.opened_at, 3),
+            frames=self._stats.frames,
+            bytes=self._stats.bytes,
+            close_code=int(self._stats.close_code),
+            close_reason=reason,
+            **self._fields,
+        )
+
+    def _end(self, reason: str, code: int) -> None:
+        """Record why the socket ends; the first reason wins."""
+        if self._stats.close_reason is None:
+            self._stats.close_reason, self._stats.close_code = reason, code
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Upstream first: it must not stay open however the client side ends."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._upstream.close(), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.close(code=code, message=reason.encode()), 2.0)
+
+    async def _to_appwrite(self) -> None:
+        async for message in self._client:
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            # Binary frames are screened exactly like text ones (Appwrite decodes both as JSON), and
+            # what goes upstream is always the text the relay re-encoded from what it read.
+            verdict = screen_frame(message.data, self._patterns)
+            if verdict.reply is not None:
+                await self._reply(verdict.reply)
+            elif verdict.forward is not None:
+                await self._forward(verdict.forward)
+        self._end("client_closed", WSCloseCode.OK)
+
+    async def _reply(self, text: str) -> None:
+        """The relay's own answer to a page's frame (a refusal, from the policy)."""
+        await self._send_client_str(text)
+
+    async def _forward(self, text: str) -> None:
+        """A frame the policy let through, as the relay re-encoded it."""
+        await self._upstream.send_str(text)
+        self._count("to_appwrite", len(text))
+
+    async def _to_client(self) -> None:
+        async for message in self._upstream:
+            if message.type is WSMsgType.TEXT:
+                await self._send_client_str(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await self._send_client_bytes(message.data)
+            elif too_large(message):
+                break
+        self._upstream_ended(self._upstream)
+
+    def _upstream_ended(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        """Why the socket ends when the upstream one did."""
+        code = upstream.close_code
+        if code == WSCloseCode.MESSAGE_TOO_BIG:
+            # An event over RELAY_MAX_EVENT_BYTES: it is lost, and the page is told so with 1009
+            # (not 1008), so the SDK reconnects and resubscribes.
+            self._end("event_too_large", WSCloseCode.MESSAGE_TOO_BIG)
+            return
+        # Pass Appwrite's own close on (1008 stops the SDK); anything abnormal asks for a reconnect.
+        sendable = code is not None and (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code < 5000)
+        self._end("upstream_closed", code if sendable and code is not None else WSCloseCode.INTERNAL_ERROR)
+
+    async def _send_client_str(self, data: str) -> None:
+        await self._bounded_send(self._client.send_str(data), len(data))
+
+    async def _send_client_bytes(self, data: bytes) -> None:
+        await self._bounded_send(self._client.send_bytes(data), len(data))
+
+    async def _bounded_send(self, sending: Awaitable[None], size: int) -> None:
+        try:
+            await asyncio.wait_for(sending, SEND_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self._end("slow_client", WSCloseCode.TRY_AGAIN_LATER)
+            raise _SlowClient from None
+        self._count("to_client", size)
+
+    def _count(self, direction: str, size: int) -> None:
+        self._stats.frames[direction] += 1
+        self._stats.bytes[direction] += size
+
+    async def _revalidate(self) -> None:
+        interval = self._app[SETTINGS].relay_revalidate_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                with self._app[TRACING].follow_up_span("relay revalidate", self._handshake_span):
+                    await self._app[APPWRITE].get_account_id(self._session)
+            except UpstreamError as error:
+                if error.code in ("session_invalid", "user_blocked", "mfa_required"):
+                    self._end("session_ended", WSCloseCode.POLICY_VIOLATION)
+                    return
+                # Appwrite failing is no reason to cut a working socket; check again next time.
+
+    async def _close_on_shutdown(self) -> None:
+        await self._app[LIFECYCLE].drain_started.wait()
+        spread = min(SHUTDOWN_SPREAD_SECONDS, self._app[SETTINGS].drain_timeout_seconds / 2)
+        await asyncio.sleep(random.uniform(0, spread))  # noqa: S311 - jitter, not crypto
+        self._end("shutdown", WSCloseCode.GOING_AWAY)

@@ -1,0 +1,373 @@
+"""The relay in front of Appwrite servers that take Realtime channels only in the handshake URL.
+
+Servers 1.8.x and 1.9.0 refuse a socket whose URL names no channels ("Missing channels") and read
+no `subscribe` frames, while web SDK >= 25 opens with `?project=` only and subscribes by frame.
+For those servers the relay speaks the newer protocol to the page and the older one upstream:
+
+- the page gets a `connected` frame with its user at once (taken from an upstream socket opened on
+  `account`, the one channel every signed-in user has, so the user model is Appwrite's own);
+- a `subscribe` frame is answered by the relay (`response`, `success`, the subscriptions), and
+  when it adds channels the upstream socket does not carry, a new upstream socket is opened with
+  every channel of the page in its URL (checked by the channel policy, built by upstream_url);
+- `unsubscribe` is answered by the relay and only stops routing: the upstream socket keeps the
+  channel until the next reopen, which costs nothing the page can see and saves a reconnect
+  (Appwrite allows 128 connects per minute per client IP);
+- each event carries the ids of the page's subscriptions whose channels it was sent on, so the
+  SDK hands it to the right callbacks; an event for none of them is dropped.
+
+The swap, and what it can lose. The new upstream socket is opened while the old one is still read;
+once Appwrite has sent the new socket's `connected` frame (it registers a socket's channels before
+sending that frame), the old socket gets a last ping and is read up to its pong, then closed.
+Appwrite answers a socket's frames in order, so every event it wrote to the old socket before the
+new one was registered comes before that pong; closing at once would throw away whatever the old
+socket still held unread. Events published in between reach both sockets and are passed on once:
+fingerprints (an event without its `subscriptions`) are kept from the moment the swap starts.
+What can still be lost:
+- events on the *added* channels published before the new socket's handshake; the page has not
+  been told its subscription holds yet (the `response` is sent after the swap), as with a server
+  that applies a subscribe frame when it reads it;
+- if the old socket dies during the swap (Appwrite restarts, the network drops), events between its
+  last frame and the new socket's handshake; when the current socket dies outside a swap, the
+  page's socket is closed as with the plain relay and the SDK reconnects and resubscribes;
+- two distinct events identical in every field (events, channels, timestamp to the millisecond,
+  payload) that arrive during one swap are passed on once.
+Queries cannot be translated: 1.8.x has none, so a subscription with queries is refused rather
+than delivered unfiltered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from typing import Any
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from appwrite_token_exchange.appwrite.version import AppwriteVersion
+from appwrite_token_exchange.keys import SETTINGS
+from appwrite_token_exchange.problems import ProblemError
+from appwrite_token_exchange.relay.policy import FORMAT_INVALID, Handshake
+from appwrite_token_exchange.relay.pump import Relay
+from appwrite_token_exchange.relay.upstream import connect_upstream, too_large
+from appwrite_token_exchange.settings import Settings
+
+# The upstream socket before the page subscribes: every signed-in user may listen on `account`,
+# and its `connected` frame carries the user the page is told about.
+BOOTSTRAP_CHANNELS = ("account",)
+# The first server version known to read `subscribe` frames and accept a URL without channels.
+# Versions between 1.9.0 and 1.9.6 were not checked, so they are translated too: translation works
+# against every server, skipping it only where it is known to be unneeded.
+FIRST_FRAME_SUBSCRIBING_VERSION = (1, 9, 6)
+# A version answer is trusted this long, so an upgraded Appwrite is noticed without a restart.
+VERSION_CACHE_SECONDS = 300.0
+# Fingerprints of events kept during a swap (more than a swap's worth of events on any socket).
+_MAX_MARKS = 4096
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+def needs_channels_in_url(version: str | None) -> bool:
+    """Whether a server of this version refuses sockets without channels in the URL; an unknown or
+    unreadable version is treated as one that does (the translation works everywhere)."""
+    found = _VERSION.match(version or "")
+    if found is None:
+        return True
+    major, minor, patch = (int(part) for part in found.groups())
+    return (major, minor, patch) < FIRST_FRAME_SUBSCRIBING_VERSION
+
+
+class UrlChannels:
+    """APPWRITE_REALTIME_CHANNELS_IN_URL: `yes`, `no`, or (`auto`) what Appwrite's version says.
+
+    The version is asked of `GET /v1/health/version` when a page first needs the answer, not at
+    start (Appwrite may be down then), and again after VERSION_CACHE_SECONDS. A failed probe is not
+    kept: that socket is translated, and the next one asks again.
+    """
+
+    def __init__(self, settings: Settings, version: AppwriteVersion) -> None:
+        self._settings = settings
+        self._version = version
+
+    async def needed(self, http: aiohttp.ClientSession) -> bool:
+        mode = self._settings.relay_channels_in_url
+        if mode != "auto":
+            return mode == "yes"
+        version = await self._version.get(
+            http, max_age=VERSION_CACHE_SECONDS, wait_seconds=self._settings.upstream_timeout_seconds
+        )
+        return needs_channels_in_url(version)
+
+
+class TranslatingRelay(Relay):
+    """A relayed socket whose page subscribes by frame and whose server reads channels from the URL."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        client: web.WebSocketResponse,
+        upstream: aiohttp.ClientWebSocketResponse,
+        session: str,
+        fields: dict[str, object],
+    ) -> None:
+        super().__init__(request, client, upstream, session, fields)
+        self._request = request
+        self._channels: tuple[str, ...] = BOOTSTRAP_CHANNELS
+        # The page's subscriptions: id -> channels, in the order they came.
+        self._subscriptions: dict[str, list[str]] = {}
+        self._readers: dict[aiohttp.ClientWebSocketResponse, asyncio.Task[None]] = {}
+        self._retired: set[aiohttp.ClientWebSocketResponse] = set()
+        # Events read during a swap, by fingerprint -> the socket they were read on.
+        self._marks: OrderedDict[str, aiohttp.ClientWebSocketResponse] | None = None
+        self._send_lock = asyncio.Lock()
+        self._greeted = False
+        self._lost = asyncio.Event()
+        # Pings the page sent on each upstream socket whose pongs have not come back yet.
+        self._pings: dict[aiohttp.ClientWebSocketResponse, int] = {}
+        # The old socket of a swap, read until the pong to the relay's own last ping.
+        self._draining: aiohttp.ClientWebSocketResponse | None = None
+        self._drained = asyncio.Event()
+        # Every upstream socket not yet closed (two during a swap), so none outlives the page's.
+        self._open: set[aiohttp.ClientWebSocketResponse] = {upstream}
+
+    # --- upstream -> page ------------------------------------------------------------------------
+
+    async def _to_client(self) -> None:
+        """Read every open upstream socket; end when the current one ends, or any lost an event."""
+        try:
+            while True:
+                upstream = self._upstream
+                reader = self._readers.get(upstream)
+                if reader is None:
+                    reader = self._readers[upstream] = asyncio.create_task(self._read(upstream))
+                lost = asyncio.create_task(self._lost.wait())
+                await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
+                lost.cancel()
+                if self._lost.is_set():
+                    return
+                if upstream is self._upstream:
+                    self._upstream_ended(upstream)
+                    return
+        finally:
+            for task in self._readers.values():
+                task.cancel()
+            await asyncio.gather(*self._readers.values(), return_exceptions=True)
+
+    async def _read(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in upstream:
+            if message.type is WSMsgType.TEXT:
+                await self._from_upstream(upstream, message.data)
+            elif too_large(message):
+                # Over RELAY_MAX_EVENT_BYTES on either socket: the event is lost, and the page told.
+                self._upstream_ended(upstream)
+                self._lost.set()
+                return
+
+    async def _from_upstream(self, upstream: aiohttp.ClientWebSocketResponse, text: str) -> None:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            await self._send_ordered(text)
+            return
+        kind = frame.get("type")
+        if kind == "connected":
+            # Only the first socket's greeting reaches the page; later ones are the relay's own.
+            if not self._greeted:
+                self._greeted = True
+                user = frame.get("data", {}).get("user") if isinstance(frame.get("data"), dict) else None
+                await self._send_ordered(
+                    json.dumps({"type": "connected", "data": {"channels": [], "subscriptions": [], "user": user}})
+                )
+            return
+        if kind == "pong" and not self._pings.get(upstream) and upstream is self._draining:
+            self._drained.set()
+            return
+        if kind == "pong" and self._pings.get(upstream):
+            self._pings[upstream] -= 1
+        if kind != "event" or not isinstance(frame.get("data"), dict):
+            await self._send_ordered(text)
+            return
+        data: dict[str, Any] = frame["data"]
+        channels = data.get("channels")
+        channels = set(channels) if isinstance(channels, list) else set()
+        ids = [sid for sid, wanted in self._subscriptions.items() if channels.intersection(wanted)]
+        if not ids:
+            return
+        if self._marks is not None and self._seen_on_other_socket(upstream, data):
+            return
+        await self._send_ordered(json.dumps({"type": "event", "data": {**data, "subscriptions": ids}}))
+
+    def _seen_on_other_socket(self, upstream: aiohttp.ClientWebSocketResponse, data: dict[str, Any]) -> bool:
+        assert self._marks is not None
+        rest = {key: value for key, value in data.items() if key != "subscriptions"}
+        mark = hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+        seen_on = self._marks.get(mark)
+        if seen_on is not None and seen_on is not upstream:
+            del self._marks[mark]
+            return True
+        self._marks[mark] = upstream
+        while len(self._marks) > _MAX_MARKS:
+            self._marks.popitem(last=False)
+        return False
+
+    async def _send_ordered(self, text: str) -> None:
+        # Both sockets' readers send during a swap; the lock keeps the order they decided in.
+        async with self._send_lock:
+            await self._send_client_str(text)
+
+    # --- page -> upstream ------------------------------------------------------------------------
+
+    async def _reply(self, text: str) -> None:
+        await self._send_ordered(text)
+
+    async def _forward(self, text: str) -> None:
+        """Subscriptions are the relay's to answer; other frames go to the current upstream socket."""
+        frame = json.loads(text)
+        if frame["type"] == "subscribe":
+            await self._send_ordered(await self._subscribe(frame.get("data")))
+        elif frame["type"] == "unsubscribe":
+            await self._send_ordered(self._unsubscribe(frame.get("data")))
+        else:
+            if frame["type"] == "ping":
+                self._pings[self._upstream] = self._pings.get(self._upstream, 0) + 1
+            await super()._forward(text)
+
+    async def _subscribe(self, items: Any) -> str:
+        parsed = _subscribe_items(items)
+        if isinstance(parsed, str):
+            return _error(FORMAT_INVALID, parsed)
+        before = {sid: list(channels) for sid, channels in self._subscriptions.items()}
+        answered = []
+        for subscription_id, channels in parsed:
+            # As Appwrite: a reused id gains the new channels rather than losing its old ones.
+            known = self._subscriptions.get(subscription_id, [])
+            self._subscriptions[subscription_id] = list(dict.fromkeys([*known, *channels]))
+            answered.append({"subscriptionId": subscription_id, "channels": channels, "queries": []})
+        wanted = tuple(dict.fromkeys(c for channels in self._subscriptions.values() for c in channels))
+        if not set(wanted) <= set(self._channels):
+            refusal = await self._swap(wanted)
+            if refusal is not None:
+                self._subscriptions = before
+                return refusal
+        return json.dumps({"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": answered}})
+
+    def _unsubscribe(self, items: Any) -> str:
+        if not isinstance(items, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("subscriptionId"), str) and item["subscriptionId"]
+            for item in items
+        ):
+            return _error(FORMAT_INVALID, "items: Each unsubscribe payload must include a non-empty subscriptionId.")
+        removed = [
+            {
+                "subscriptionId": item["subscriptionId"],
+                "removed": self._subscriptions.pop(item["subscriptionId"], None) is not None,
+            }
+            for item in items
+        ]
+        return json.dumps(
+            {"type": "response", "data": {"to": "unsubscribe", "success": True, "subscriptions": removed}}
+        )
+
+    async def _swap(self, channels: tuple[str, ...]) -> str | None:
+        """Open the upstream socket for `channels`, switch to it, close the old one; None when done,
+        else the error frame for the page (the old socket then stays)."""
+        self._marks = OrderedDict()
+        try:
+            try:
+                new = await connect_upstream(self._request, self._session, Handshake(channels, ()))
+                self._open.add(new)
+            except ProblemError as problem:
+                return _error(WSCloseCode.INTERNAL_ERROR, f"Appwrite Realtime could not be reopened: {problem.detail}")
+            try:
+                async with asyncio.timeout(self._app[SETTINGS].upstream_timeout_seconds):
+                    first = await new.receive()
+            except TimeoutError:
+                first = None
+            greeting = _json(first.data) if first is not None and first.type is WSMsgType.TEXT else None
+            if not isinstance(greeting, dict) or greeting.get("type") != "connected":
+                await self._close_upstream(new)
+                if isinstance(greeting, dict) and greeting.get("type") == "error":
+                    return json.dumps(greeting)
+                return _error(WSCloseCode.INTERNAL_ERROR, "Appwrite Realtime did not accept the new channels.")
+            old = self._upstream
+            self._upstream, self._channels = new, channels
+            self._readers[new] = asyncio.create_task(self._read(new))
+            await self._drain(old)
+            await self._close_upstream(old)
+            self._pings.pop(old, None)
+            reader = self._readers.pop(old, None)
+            if reader is not None:
+                await asyncio.gather(reader, return_exceptions=True)
+            return None
+        finally:
+            # Copies of the old socket's last events may still be on their way on the new one.
+            asyncio.get_running_loop().call_later(2.0, self._forget_marks, self._marks)
+
+    async def _close_upstream(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        self._open.discard(upstream)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(upstream.close(), 2.0)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # A swap cut short (the page left, a drain) may leave a second upstream socket open.
+        for upstream in list(self._open - {self._upstream}):
+            await self._close_upstream(upstream)
+        await super()._close(code, reason)
+
+    async def _drain(self, old: aiohttp.ClientWebSocketResponse) -> None:
+        """Read the old socket up to the answer to a ping sent now. Closing it at once would throw
+        away what it holds unread, among which events published before the new socket was
+        registered; Appwrite answers frames in order, so all of those come before that pong."""
+        self._draining = old
+        self._drained.clear()
+        try:
+            await old.send_str(json.dumps({"type": "ping"}))
+            async with asyncio.timeout(self._app[SETTINGS].upstream_timeout_seconds):
+                await self._drained.wait()
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass  # the old socket is gone or silent: what it still held is lost (see the docstring)
+        finally:
+            self._draining = None
+
+    def _forget_marks(self, marks: object) -> None:
+        if self._marks is marks:
+            self._marks = None
+
+
+def _subscribe_items(items: Any) -> list[tuple[str, list[str]]] | str:
+    """(id, channels) of each item of a subscribe frame, or why it is refused."""
+    if not isinstance(items, list):
+        return "items: Payload is not valid."
+    parsed = []
+    for item in items:
+        if not isinstance(item, dict):
+            return "items: Each subscribe payload must be an object."
+        subscription_id = item.get("subscriptionId")
+        if subscription_id is None:
+            subscription_id = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:20]
+        if not isinstance(subscription_id, str) or not _ID.fullmatch(subscription_id):
+            return "items: subscriptionId is not a valid id."
+        channels = item.get("channels")
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+            return "items: channels must be a non-empty list of strings."
+        if item.get("queries"):
+            return "items: this Appwrite server reads channels only from the socket URL and cannot apply queries."
+        parsed.append((subscription_id, channels))
+    return parsed
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _error(code: int, message: str) -> str:
+    return json.dumps({"type": "error", "data": {"code": int(code), "message": message}})
