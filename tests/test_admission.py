@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.admission import AdmissionQuery
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.redis_url import parse_redis_url
 from appwrite_token_exchange.state.sliding_window import Check

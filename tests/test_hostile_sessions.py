@@ -18,8 +18,8 @@ from aiocache.serializers import NullSerializer
 from aiohttp import web
 from appwrite_token_exchange.access.session_cookie import cookie_value, decode_session_value
 from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.lru import LRU
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.sliding_window import Check
 from appwrite_token_exchange.state.store import BoundedMemoryCache, State
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from aiocache.serializers import NullSerializer
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.expiry import ExpiryQueues
 from appwrite_token_exchange.state.lru import LRU
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.sliding_window import Check, MemoryLimiter
 from appwrite_token_exchange.state.store import SWEEP_CHUNK, BoundedMemoryCache, State
 

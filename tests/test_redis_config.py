@@ -18,8 +18,8 @@ import pytest
 import redis
 from aiohttp import web
 from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.settings import SettingsError
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.redis_url import RedisConfig, parse_redis_url
 from appwrite_token_exchange.state.sliding_window import Check

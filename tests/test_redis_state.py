@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.sliding_window import Check
 from appwrite_token_exchange.state.store import redis_client

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from appwrite_token_exchange.rate_limit import RateLimit, parse_rate_limit
 from appwrite_token_exchange.state.lru import LRU
-from appwrite_token_exchange.state.rate_limit import RateLimit, parse_rate_limit
 from appwrite_token_exchange.state.sliding_window import Check, MemoryLimiter
 
 TEN_PER_MINUTE = RateLimit(10, 60)

@@ -4,7 +4,7 @@ The map of the package (each subpackage's docstring is the map of its room):
 
 - `cli`, `app`: the command line (`token-exchange serve | check-config | demo | emulator`) and the
   app factory that builds everything `serve` runs; `check_config` is the pre-flight check.
-- `settings`, `env`: every setting declared once, read from the environment at start.
+- `settings`, `env`, `rate_limit`: every setting declared once, read from the environment at start.
 - `exchange`: the token route, `POST /v1/realtime/token`; `relay/`: the WebSocket relay route.
 - `access/`: who may call and how often (CSRF/Origin/CORS, client IP, cookie, limits, and the one
   admission sequence both routes run).

@@ -39,9 +39,9 @@ from appwrite_token_exchange.appwrite.client import (
     read_capped,
 )
 from appwrite_token_exchange.env import EnvReader
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.relay.translate import needs_channels_in_url
 from appwrite_token_exchange.settings import Settings, SettingsError
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.redis_url import RedisConfig, parse_redis_url
 from appwrite_token_exchange.state.store import StateConfigError, check_redis, close_client, redis_client_for

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appwrite_token_exchange.state.rate_limit import RateLimit, parse_rate_limit
+from appwrite_token_exchange.rate_limit import RateLimit, parse_rate_limit
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

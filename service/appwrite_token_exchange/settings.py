@@ -10,7 +10,7 @@ from typing import Any, Literal
 from appwrite_token_exchange.env import EnvReader, IpNetwork
 from appwrite_token_exchange.env import SettingsError as SettingsError
 from appwrite_token_exchange.observability.tracing_config import TracingConfig, TracingSettingsError, tracing_config
-from appwrite_token_exchange.state.rate_limit import RateLimit
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.redis_url import parse_redis_url, with_redis_passwords
 
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,35}$")

@@ -12,9 +12,9 @@ from appwrite_token_exchange.access.client_ip import limit_key_for_ip
 from appwrite_token_exchange.access.fingerprints import Fingerprinter
 from appwrite_token_exchange.observability.metrics import Metrics
 from appwrite_token_exchange.problems import ProblemError
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.settings import Settings
 from appwrite_token_exchange.state.admission import AdmissionQuery
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.sliding_window import Check, Decision
 from appwrite_token_exchange.state.store import SESSION_USER_TTL_SECONDS, State
 

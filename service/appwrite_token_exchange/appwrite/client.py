@@ -25,8 +25,8 @@ import aiohttp
 import structlog
 
 from appwrite_token_exchange.appwrite.claims import ClaimsError, SignatureMismatch, TokenClaims, read_claims
-from appwrite_token_exchange.edge.request_id import with_request_id
 from appwrite_token_exchange.observability.log_once import LogOnce
+from appwrite_token_exchange.observability.request_id import with_request_id
 from appwrite_token_exchange.observability.tracing import NO_TRACING, Tracer
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.settings import Settings

@@ -2,6 +2,5 @@
 
 - `http_server`: the bounded server (header bytes, read timeouts, the drain on SIGTERM);
 - `middlewares`: the request context (request id, client IP, CORS, problem answers);
-- `request_id`: X-Request-ID, made or kept per request;
 - `health`: /livez and /readyz.
 """

@@ -11,8 +11,8 @@ from aiohttp.typedefs import Handler
 
 from appwrite_token_exchange.access.client_ip import client_ip
 from appwrite_token_exchange.access.origin import PREFLIGHT_GRANTS, cors_origin, refused_origin_detail, set_cors_headers
-from appwrite_token_exchange.edge.request_id import REQUEST_ID_HEADER, current_request_id, new_request_id
 from appwrite_token_exchange.keys import CLIENT_IP, LIFECYCLE, REQUEST_ID, SETTINGS
+from appwrite_token_exchange.observability.request_id import REQUEST_ID_HEADER, current_request_id, new_request_id
 from appwrite_token_exchange.problems import ProblemError, problem_response, response_for
 
 __all__ = ["REQUEST_ID_HEADER", "new_request_id", "request_context"]
@@ -36,7 +36,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
     request[REQUEST_ID] = request_id
-    current_request_id.set(request_id)  # forwarded to Appwrite (edge/request_id.py)
+    current_request_id.set(request_id)  # forwarded to Appwrite (observability/request_id.py)
     request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
     # A keep-alive connection serves many requests in one task: start each from a clean context.
     structlog.contextvars.clear_contextvars()

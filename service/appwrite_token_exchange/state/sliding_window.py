@@ -10,9 +10,9 @@ import math
 import time
 from dataclasses import dataclass
 
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.expiry import ExpiryQueues
 from appwrite_token_exchange.state.lru import LRU
-from appwrite_token_exchange.state.rate_limit import RateLimit
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from appwrite_token_exchange.env import SettingsError
 from appwrite_token_exchange.observability.log_once import LogOnce
-from appwrite_token_exchange.settings import SettingsError
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery
 from appwrite_token_exchange.state.expiry import ExpiryQueues
 from appwrite_token_exchange.state.lru import LRU
-from appwrite_token_exchange.state.rate_limit import RateLimit
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.redis_url import RedisConfig
 from appwrite_token_exchange.state.sliding_window import Check, Decision, MemoryLimiter
