@@ -33,7 +33,8 @@ from appwrite_token_exchange.problems import ProblemError
 
 STATIC_DIR = Path(__file__).with_name("static")
 # Where the demo finds the web SDK and the helper in a source checkout; both can be overridden.
-_REPO_CLIENTS = Path(__file__).parent.parent / "clients" / "js"
+# In a checkout: the repository root is three folders up (service/appwrite_token_exchange/demo/).
+_REPO_CLIENTS = Path(__file__).resolve().parents[3] / "clients" / "js"
 SDK_DIR_VARIABLE = "DEMO_SDK_DIR"
 HELPER_VARIABLE = "DEMO_HELPER_JS"
 PUBLIC_CHANNEL = "databases.demo.collections.public.documents"
