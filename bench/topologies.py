@@ -37,7 +37,7 @@ def topologies(cpus: frozenset[int], enabled: bool = True) -> Iterator[list[Topo
         yield []
         return
     # The test suite's rigs, loaded by name: mypy checks bench/, and tests/ is typed for pytest only.
-    rigs = {name: importlib.import_module(f"tests.{name}") for name in ("redis_cluster", "redis_sentinel")}
+    rigs = {name: importlib.import_module(f"tests.support.{name}") for name in ("redis_cluster", "redis_sentinel")}
     with ExitStack() as stack:
         cluster = stack.enter_context(rigs["redis_cluster"].redis_cluster())
         sentinel = stack.enter_context(rigs["redis_sentinel"].redis_sentinel())

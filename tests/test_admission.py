@@ -14,13 +14,14 @@ from appwrite_token_exchange.state.redis_url import parse_redis_url
 from appwrite_token_exchange.state.sliding_window import Check
 from appwrite_token_exchange.state.store import State, close_client, redis_client_for
 
-from tests.redis_cluster import redis_cluster
-from tests.redis_server import redis_server
+from tests.support.redis_cluster import redis_cluster
+from tests.support.redis_server import redis_server
 
 TWO = RateLimit(2, 60)
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.redis)])
 def redis_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "memory":
         yield None

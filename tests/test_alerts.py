@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.monitoring import RULE_TESTS, RUNBOOK, alerts, prometheus_rule, rule_groups
+from tests.support.monitoring import RULE_TESTS, RUNBOOK, alerts, prometheus_rule, rule_groups
 
 # Installed by scripts/test (Debian's prometheus package); a missing one is a failure, not a skip.
 PROMTOOL = shutil.which("promtool")
@@ -36,12 +36,14 @@ def test_the_prometheus_rule_is_a_prometheus_operator_resource() -> None:
     assert set(resource["spec"]) == {"groups"}
 
 
+@pytest.mark.tools
 def test_promtool_checks_the_rules(tmp_path: Path) -> None:
     done = _promtool("check", "rules", "rules.yaml", cwd=_rules_dir(tmp_path, rule_groups()))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(alerts())} rules found" in done.stdout
 
 
+@pytest.mark.tools
 def test_promtool_unit_tests_pass(tmp_path: Path) -> None:
     done = _promtool("test", "rules", RULE_TESTS.name, cwd=_rules_dir(tmp_path, rule_groups()))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -58,6 +60,7 @@ def test_every_alert_has_a_unit_test_that_sees_it_fire() -> None:
     assert tested == {rule["alert"] for rule in alerts()}
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize("name", [rule["alert"] for rule in alerts()])
 def test_the_unit_tests_fail_when_an_alert_never_fires(tmp_path: Path, name: str) -> None:
     """Each alert's expression replaced by one that is never true: its unit test must notice."""

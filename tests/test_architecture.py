@@ -178,6 +178,7 @@ def run_python(code: str) -> str:
     return result.stdout
 
 
+@pytest.mark.subprocess
 def test_every_module_imports_alone() -> None:
     # One interpreter, the package forgotten before each import: an import that works only after
     # another module was loaded first (a hidden cycle, a missing import) fails here.
@@ -205,6 +206,7 @@ def _parts(modules: set[str]) -> Iterator[str]:
     return (part_of(module) for module in modules)
 
 
+@pytest.mark.subprocess
 def test_serve_loads_no_emulator_or_demo_module() -> None:
     # What `token-exchange serve` imports: the CLI module and what it loads at the top.
     loaded = loaded_by(f"import {PACKAGE}.cli")
@@ -212,6 +214,7 @@ def test_serve_loads_no_emulator_or_demo_module() -> None:
     assert sorted(module for module in loaded if part_of(module) in ("emulator", "demo")) == []
 
 
+@pytest.mark.subprocess
 def test_the_log_configuration_loads_neither_redis_nor_a_route() -> None:
     loaded = loaded_by(f"import {PACKAGE}.observability.logs")
     assert set(_parts(loaded)) <= {"(root)", "observability", "paths", "problems"}
@@ -219,6 +222,7 @@ def test_the_log_configuration_loads_neither_redis_nor_a_route() -> None:
     assert run_python(code).strip() == "False"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("part", ["emulator", "demo"])
 def test_the_demo_and_emulator_still_load_where_they_are_used(part: str) -> None:
     # The CLI loads them for `demo` and `emulator` (lazily), so the rules above hide no breakage.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import exchange
-from tests.helpers import inject_fault
+from tests.support.helpers import inject_fault
+from tests.support.service import exchange
 
 
 async def test_issued_event_has_the_operators_fields(service, emulator, logs) -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The benchmark (a child process) starts Redis servers and wrk itself.
+pytestmark = [pytest.mark.subprocess, pytest.mark.redis, pytest.mark.tools]
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = (
     "naive (SDK client per request, to_thread)",

@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 from appwrite_token_exchange.emulator.keys import RECORDER
 
-from tests.conftest import JWT_SECRET, PROJECT, Emulator
-from tests.processes import free_port
-from tests.redis_cluster import redis_cluster
-from tests.redis_sentinel import redis_sentinel
-from tests.redis_server import redis_server
+from tests.support.processes import free_port
+from tests.support.redis_cluster import redis_cluster
+from tests.support.redis_sentinel import redis_sentinel
+from tests.support.redis_server import redis_server
+from tests.support.service import JWT_SECRET, PROJECT, Emulator
+
+# Every test runs the command line as a child process.
+pytestmark = pytest.mark.subprocess
 
 # Read here, outside the event loop (metadata is files).
 INSTALLED = metadata.version("appwrite-token-exchange")

@@ -10,7 +10,7 @@ import json
 import aiohttp
 import pytest
 
-from tests.conftest import COOKIE, PROJECT, exchange
+from tests.support.service import COOKIE, PROJECT, exchange
 
 # mode (one per Appwrite ref the emulator plays) -> does the Realtime handshake accept ?jwt=
 # (what a browser can send)?

@@ -16,9 +16,9 @@ from appwrite_token_exchange.problems import PROBLEMS
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-from tests.conftest import COOKIE, Emulator, exchange, service_settings
-from tests.contract import CONTRACT, SPEC_PATH, contract_middleware
-from tests.helpers import assert_problem, inject_fault
+from tests.support.contract import CONTRACT, SPEC_PATH, contract_middleware
+from tests.support.helpers import assert_problem, inject_fault
+from tests.support.service import COOKIE, Emulator, exchange, service_settings
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[..., Awaitable[Client]]
@@ -51,6 +51,7 @@ async def checked(emulator: Emulator, aiohttp_client: AiohttpClient) -> Any:
 # -- the document -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_spec_is_valid_openapi_3_1() -> None:
     spec, _ = read_from_filename(str(SPEC_PATH))
     validate(spec)

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import pytest
 from appwrite_token_exchange.access.session_cookie import framework_decode
 
-from tests.conftest import COOKIE, PROJECT, Emulator, exchange
-from tests.helpers import assert_problem, upstream_requests
+from tests.support.helpers import assert_problem, upstream_requests
+from tests.support.service import COOKIE, PROJECT, Emulator, exchange
 
 
 def _user_with_padding(emulator: Emulator, padding: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import COOKIE, ServiceFactory
+from tests.support.service import COOKIE, ServiceFactory
 
 ALLOWED = "https://app.example.com"
 REFUSED = "https://evil.example.com"
@@ -106,6 +106,7 @@ def assert_vary_origin_once(answer: RawAnswer, where: str) -> None:
     assert tokens.count("origin") == 1, f"{where}: Vary {answer.values('Vary')}"
 
 
+@pytest.mark.slow
 async def test_actual_requests_carry_each_cors_header_once_on_every_route(raw_service) -> None:
     requests, send = raw_service
     for method, path in requests:
@@ -120,6 +121,7 @@ async def test_actual_requests_carry_each_cors_header_once_on_every_route(raw_se
                 assert_no_cors_grant(answer, where)
 
 
+@pytest.mark.slow
 async def test_preflights_grant_once_for_allowed_origins_and_nothing_for_others(raw_service) -> None:
     requests, send = raw_service
     for _, path in requests:

@@ -23,8 +23,8 @@ from appwrite_token_exchange.demo.site import (
 )
 from appwrite_token_exchange.emulator.config import DEFAULT_API_KEY
 
-from tests.conftest import COOKIE, PROJECT, Emulator, exchange, service_settings
-from tests.helpers import assert_problem, inject_fault
+from tests.support.helpers import assert_problem, inject_fault
+from tests.support.service import COOKIE, PROJECT, Emulator, exchange, service_settings
 
 EMAIL, PASSWORD = "demo@example.com", "demo-password"
 Client = TestClient[web.Request, web.Application]
@@ -56,7 +56,7 @@ async def demo_factory(
 ) -> Callable[..., Awaitable[tuple[Client, str]]]:
     """The service with the demo routes in front of the emulator: (client, demo user id)."""
 
-    async def start(sdk_dir: Path | None = None) -> tuple[Client, str]:
+    async def start(sdk_dir: Path | None = None, checkout_defaults: bool = False) -> tuple[Client, str]:
         user = emulator.state.create_user(EMAIL, PASSWORD, name="Demo User")
         settings = service_settings(emulator)
         app = create_app(settings)
@@ -71,7 +71,8 @@ async def demo_factory(
             publish_interval_seconds=0,
         )
         helper = node_modules / "realtime-auth.js"
-        setup_demo(app, site, {"DEMO_SDK_DIR": str(sdk_dir or node_modules), "DEMO_HELPER_JS": str(helper)})
+        overrides = {"DEMO_SDK_DIR": str(sdk_dir or node_modules), "DEMO_HELPER_JS": str(helper)}
+        setup_demo(app, site, {} if checkout_defaults else overrides)
         client = await aiohttp_client(app)
         return client, user.id
 
@@ -186,6 +187,14 @@ async def test_serves_the_page_the_sdk_the_helper_and_wrapped_json_bigint(demo_f
     assert "export default function JSONbig" in text
     for path in ("/demo/static/index.html", "/demo/static/..%2Fdemo.py", "/demo/vendor/sdk.js"):
         assert (await client.get(path)).status == 404, path
+
+
+async def test_in_a_checkout_the_page_finds_the_sdk_and_the_helper_without_settings(demo_factory: Any) -> None:
+    # What `token-exchange demo` does from a checkout: no DEMO_* variables, clients/js found by path.
+    client, _ = await demo_factory(checkout_defaults=True)
+    for path in ("/demo/vendor/appwrite.js", "/demo/realtime-auth.js"):
+        response = await client.get(path)
+        assert response.status == 200, path
 
 
 async def test_without_the_sdk_the_page_says_how_to_install_it(demo_factory: Any, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 
-from tests.conftest import COOKIE, JWT_SECRET, PROJECT, exchange
-from tests.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.service import COOKIE, JWT_SECRET, PROJECT, exchange
 
 
 async def test_session_cookie_becomes_a_short_lived_jwt(service, emulator, session_cookie) -> None:

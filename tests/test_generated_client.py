@@ -21,8 +21,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from appwrite_token_exchange.app import create_app
 
-from tests.conftest import COOKIE, Emulator, service_settings
-from tests.contract import SPEC_PATH, contract_middleware
+from tests.support.contract import SPEC_PATH, contract_middleware
+from tests.support.service import COOKIE, Emulator, service_settings
+
+# Every test uses the client openapi-python-client generates (the session fixture `generated`).
+pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR_CONFIG = ROOT / "tools" / "contract" / "openapi-python-client.yaml"

@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient
 from appwrite_token_exchange.app import create_app
 from appwrite_token_exchange.edge.http_server import service_runner
 
-from tests.conftest import COOKIE, PROJECT, Emulator, LogLines, exchange, service_settings
-from tests.helpers import assert_problem
-from tests.processes import free_port, running
+from tests.support.helpers import assert_problem
+from tests.support.processes import free_port, running
+from tests.support.service import COOKIE, PROJECT, Emulator, LogLines, exchange, service_settings
 
 MB = 1024 * 1024
 SECRET = "S3cr3tSessionValue"
@@ -333,6 +333,7 @@ async def test_a_header_block_sent_slowly_in_many_small_pieces_is_still_counted(
     assert [a.status for a in parse(raw)] == [431]
 
 
+@pytest.mark.slow
 async def test_the_bound_is_per_request_not_per_read(bounded: Start) -> None:
     """Pipelined requests, each under the bound, in one read that is over it; and an end of headers
     split between two reads."""
@@ -371,6 +372,7 @@ async def test_a_body_nobody_reads_does_not_hold_the_connection(bounded: Start) 
     assert [a.status for a in parse(raw)] == [200]
 
 
+@pytest.mark.slow
 async def test_idle_keep_alive_is_kept_as_aiohttp_keeps_it(bounded: Start) -> None:
     """Nothing sent between requests is not a slow request: no 408, and the connection still works."""
     port = await bounded(REQUEST_READ_TIMEOUT_SECONDS="0.2")
@@ -379,6 +381,7 @@ async def test_idle_keep_alive_is_kept_as_aiohttp_keeps_it(bounded: Start) -> No
     assert [a.status for a in parse(raw)] == [200, 200, 200]
 
 
+@pytest.mark.slow
 async def test_keep_alive_requests_with_a_body_are_served_one_after_another(bounded: Start) -> None:
     port = await bounded(REQUEST_READ_TIMEOUT_SECONDS="0.5")
     post = request("POST", "/livez", "Content-Length: 2", body=b"{}")
@@ -395,6 +398,7 @@ async def test_a_fragment_of_a_request_left_behind_a_complete_one_is_dropped(bou
     assert [a.status for a in parse(raw)] == [200]
 
 
+@pytest.mark.slow
 async def test_a_relayed_socket_outlives_the_request_deadline(bounded: Start, emulator: Emulator) -> None:
     """A relayed WebSocket is long-lived by design: the request deadline ends with the upgrade."""
     port = await bounded(REQUEST_READ_TIMEOUT_SECONDS="0.2")

@@ -23,9 +23,9 @@ from appwrite_token_exchange.state.lru import LRU
 from appwrite_token_exchange.state.sliding_window import Check
 from appwrite_token_exchange.state.store import BoundedMemoryCache, State
 
-from tests.conftest import COOKIE, exchange, service_settings
-from tests.contract import contract_middleware
-from tests.helpers import assert_problem, upstream_requests
+from tests.support.contract import contract_middleware
+from tests.support.helpers import assert_problem, upstream_requests
+from tests.support.service import COOKIE, exchange, service_settings
 
 # What `token-exchange serve` allows for one header line (aiohttp's default is 8190 bytes).
 SERVE_MAX_LINE_BYTES = 32 * 1024
@@ -59,6 +59,7 @@ def respellings(value: str, count: int) -> list[str]:
     return spellings
 
 
+@pytest.mark.slow
 async def test_a_respelled_session_meets_the_session_limit(service_factory, emulator) -> None:
     service = await service_factory(**ONLY_THE_SESSION_LIMIT)
     _, _, cookie = emulator.signed_in_user()
@@ -379,6 +380,7 @@ async def _flood(sessions: int, bound: int) -> dict[str, float]:
     return dict(json.loads(out))
 
 
+@pytest.mark.subprocess
 async def test_two_hundred_thousand_sessions_stay_within_the_memory_bound() -> None:
     measured = await _flood(200_000, 20_000)
     assert measured["entries"] == 20_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import exchange
-from tests.helpers import assert_problem, upstream_requests
+from tests.support.helpers import assert_problem, upstream_requests
+from tests.support.service import exchange
 
 
 async def test_session_limit_refuses_before_appwrite(service_factory, emulator, session_cookie) -> None:

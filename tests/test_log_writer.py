@@ -11,9 +11,10 @@ import threading
 from collections.abc import Iterator
 
 import aiohttp
+import pytest
 from appwrite_token_exchange.observability.log_writer import BackgroundWriter
 
-from tests.processes import free_port, running, wait_until_up
+from tests.support.processes import free_port, running, wait_until_up
 
 PROJECT = "logproject"
 PIPE_BYTES = 64 * 1024  # Linux's default pipe capacity
@@ -57,6 +58,7 @@ def test_writes_return_while_the_pipe_is_full_and_every_line_arrives_in_order() 
         writer.close()
 
 
+@pytest.mark.slow
 def test_past_the_bound_a_write_waits_for_room_and_then_goes_on() -> None:
     lines = [b"%05d " % n + b"y" * 1000 + b"\n" for n in range(200)]
     with unread_pipe() as (read_end, write_end):

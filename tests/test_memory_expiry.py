@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiocache.serializers import NullSerializer
 from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.state.expiry import ExpiryQueues
@@ -92,6 +93,7 @@ def test_a_table_emptied_by_expiry_is_rebuilt_smaller_in_the_same_order() -> Non
     assert lru._entries is kept
 
 
+@pytest.mark.slow
 async def test_the_sweep_gives_back_every_expired_entry_in_chunks_and_keeps_the_live_ones() -> None:
     state = State(None, lambda down: None, max_entries=100_000)
     callers = 3 * SWEEP_CHUNK + 7  # several chunks, one partly filled

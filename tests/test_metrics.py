@@ -6,7 +6,7 @@ import re
 
 from appwrite_token_exchange.keys import APPWRITE
 
-from tests.conftest import exchange
+from tests.support.service import exchange
 
 
 async def test_metrics_expose_the_families(service, emulator, session_cookie) -> None:

@@ -4,7 +4,7 @@
 the state backend; the test drives exchanges (issued, refused), one relayed socket, an Appwrite
 failure that opens the circuit breaker and a Redis that starts asking for a password, so that the
 labelled series exist too, then scrapes /metrics. Each PromQL expression is parsed
-(tests/monitoring.py) for the metrics it selects, the labels it matches on and groups by."""
+(tests/support/monitoring.py) for the metrics it selects, the labels it matches on and groups by."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.monitoring import (
+from tests.support.monitoring import (
     Selector,
     alerts,
     dashboard,
@@ -27,8 +27,8 @@ from tests.monitoring import (
     panels,
     selectors,
 )
-from tests.processes import free_port, running
-from tests.redis_server import redis_server
+from tests.support.processes import free_port, running
+from tests.support.redis_server import redis_server
 
 PROJECT = "scrapeproject"
 ORIGIN = "https://app.example.com"

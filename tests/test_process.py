@@ -10,7 +10,7 @@ import signal
 import aiohttp
 import pytest
 
-from tests.processes import free_port, running
+from tests.support.processes import free_port, running
 
 PROJECT = "procproject"
 

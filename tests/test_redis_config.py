@@ -26,9 +26,9 @@ from appwrite_token_exchange.state.sliding_window import Check
 from appwrite_token_exchange.state.store import State, StateConfigError, misconfiguration, redis_client_for
 from redis.exceptions import AuthenticationError, MovedError, NoScriptError, ResponseError
 
-from tests.conftest import exchange, service_settings
-from tests.processes import free_port
-from tests.redis_server import redis_server
+from tests.support.processes import free_port
+from tests.support.redis_server import redis_server
+from tests.support.service import exchange, service_settings
 
 HASH_KEY = "shared-deployment-key-0123456789"
 
@@ -252,6 +252,7 @@ async def test_an_unreachable_redis_refuses_to_start(emulator, service_factory) 
                           "in REDIS_URL, or unset REDIS_URL to run on per-process memory")
 
 
+@pytest.mark.subprocess
 async def test_serve_exits_2_naming_redis_url(emulator) -> None:
     env = {**os.environ, "APPWRITE_ENDPOINT": emulator.endpoint, "APPWRITE_PROJECT_ID": "p", "HOST": "127.0.0.1",
            "PORT": str(free_port()), "STATE_HASH_KEY": HASH_KEY,

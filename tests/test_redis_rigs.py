@@ -1,4 +1,4 @@
-"""The Redis rigs themselves (tests/redis_cluster.py, tests/redis_sentinel.py), with plain redis-py
+"""The Redis rigs themselves (tests/support/redis_cluster.py, tests/support/redis_sentinel.py), with plain redis-py
 clients and no service: each is the topology it claims to be, and what a Sentinel failover loses
 of a counter written during it, which is where the documented tolerance comes from."""
 
@@ -13,8 +13,8 @@ import redis
 from redis.exceptions import MovedError
 from redis.sentinel import Sentinel
 
-from tests.redis_cluster import RedisCluster, redis_cluster
-from tests.redis_sentinel import RedisSentinelSet, redis_sentinel
+from tests.support.redis_cluster import RedisCluster, redis_cluster
+from tests.support.redis_sentinel import RedisSentinelSet, redis_sentinel
 
 
 @pytest.fixture

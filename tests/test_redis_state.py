@@ -16,10 +16,10 @@ from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.sliding_window import Check
 from appwrite_token_exchange.state.store import redis_client
 
-from tests.conftest import exchange
-from tests.helpers import assert_problem
-from tests.processes import free_port, running
-from tests.redis_server import RedisServer, redis_server
+from tests.support.helpers import assert_problem
+from tests.support.processes import free_port, running
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.service import exchange
 from tests.test_hostile_sessions import respellings
 
 HASH_KEY = "shared-deployment-key-0123456789"

@@ -1,7 +1,7 @@
 """One shared limit, enforced by two real `python -m appwrite_token_exchange serve` processes, against each Redis
 topology the service accepts: a standalone server, a 3-node Cluster and a Sentinel set (with a
 failover in the middle of a run). Real servers from the Debian packages, started here on free
-loopback ports (tests/redis_server.py, tests/redis_cluster.py, tests/redis_sentinel.py)."""
+loopback ports (tests/support/redis_server.py, redis_cluster.py, redis_sentinel.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import assert_problem
-from tests.processes import free_port, running
-from tests.redis_binaries import SERVERS
-from tests.redis_cluster import redis_cluster
-from tests.redis_sentinel import RedisSentinelSet, redis_sentinel
-from tests.redis_server import redis_server
+from tests.support.helpers import assert_problem
+from tests.support.processes import free_port, running
+from tests.support.redis_binaries import SERVERS
+from tests.support.redis_cluster import redis_cluster
+from tests.support.redis_sentinel import RedisSentinelSet, redis_sentinel
+from tests.support.redis_server import redis_server
 
 HASH_KEY = "shared-deployment-key-0123456789"
 PROJECT = "topologyproject"
@@ -119,7 +119,7 @@ class Run:
 
 
 async def _wait_until_serving(process: asyncio.subprocess.Process, url: str, timeout: float = 20.0) -> None:
-    """Like tests.processes.wait_until_up, but a process that exits (a REDIS_URL it refuses, say)
+    """Like tests.support.processes.wait_until_up, but a process that exits (a REDIS_URL it refuses, say)
     fails at once with what it printed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -12,7 +12,7 @@ from appwrite_token_exchange.keys import LIFECYCLE
 from appwrite_token_exchange.relay import pump as relay_pump
 from appwrite_token_exchange.relay.policy import read_handshake, upstream_url
 
-from tests.conftest import COOKIE, PROJECT
+from tests.support.service import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
 
@@ -155,6 +155,7 @@ async def test_channel_policy_refuses_other_channels(service_factory, emulator) 
     await ws.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ["logout", "blocked"])
 async def test_the_relay_closes_the_socket_when_the_session_ends(service_factory, emulator, ending, logs) -> None:
     service = await service_factory(RELAY_REVALIDATE_SECONDS="1")
@@ -197,6 +198,7 @@ async def test_drain_closes_relayed_sockets_with_going_away(service_factory, emu
     assert refused.value.status == 503
 
 
+@pytest.mark.slow
 async def test_a_client_that_does_not_read_is_closed(service, emulator, monkeypatch, logs) -> None:
     monkeypatch.setattr(relay_pump, "SEND_TIMEOUT_SECONDS", 0.3)
     user_id, _, cookie = emulator.signed_in_user()

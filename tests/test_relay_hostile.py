@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.conftest import COOKIE, PROJECT
-from tests.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.service import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
 POLICY = "account,account.*"

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from appwrite_token_exchange.emulator.keys import REALTIME
 
-from tests.conftest import COOKIE, PROJECT
+from tests.support.service import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
 MB = 1024 * 1024

@@ -14,7 +14,7 @@ from appwrite_token_exchange.emulator.keys import REALTIME
 from appwrite_token_exchange.relay import translate as relay_translate
 from appwrite_token_exchange.settings import Settings, SettingsError
 
-from tests.conftest import COOKIE, PROJECT
+from tests.support.service import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
 # Emulator modes whose Realtime refuses a socket without `channels[]` in its URL and reads no

@@ -69,6 +69,7 @@ def test_the_manifests_deploy_the_released_image() -> None:
     assert image["newTag"] == VERSION
 
 
+@pytest.mark.subprocess
 def test_release_refuses_a_tag_that_is_not_the_version() -> None:
     checks = [sys.executable, str(ROOT / "tools/release/checks.py"), "version"]
     ok = subprocess.run([*checks, "--tag", f"v{VERSION}"], capture_output=True, text=True, check=False)
@@ -78,6 +79,7 @@ def test_release_refuses_a_tag_that_is_not_the_version() -> None:
     assert f"the tag is 'v{VERSION}.post1'" in wrong.stderr
 
 
+@pytest.mark.subprocess
 def test_release_explains_itself() -> None:
     result = subprocess.run(
         ["bash", str(ROOT / "scripts/release"), "--help"], capture_output=True, text=True, check=False

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import COOKIE, PROJECT, exchange
-from tests.helpers import upstream_requests
+from tests.support.helpers import upstream_requests
+from tests.support.service import COOKIE, PROJECT, exchange
 
 ORIGIN = "https://app.example.com"
 

@@ -13,9 +13,9 @@ from appwrite_token_exchange.app import create_app
 from appwrite_token_exchange.settings import Settings, SettingsError
 from appwrite_token_exchange.state.redis_url import parse_redis_url
 
-from tests.conftest import exchange, service_settings
-from tests.helpers import assert_problem
-from tests.redis_server import RedisServer, redis_server
+from tests.support.helpers import assert_problem
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.service import exchange, service_settings
 
 BASE = {
     "APPWRITE_ENDPOINT": "https://appwrite.example.com/v1",

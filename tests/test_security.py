@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import exchange
-from tests.helpers import assert_problem, upstream_requests
+from tests.support.helpers import assert_problem, upstream_requests
+from tests.support.service import exchange
 
 ALLOWED = "https://app.example.com"
 

@@ -112,6 +112,7 @@ def test_origins_and_proxies_parse() -> None:
     assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
 
 
+@pytest.mark.subprocess
 def test_serve_refuses_to_start_and_names_the_variable() -> None:
     env = {**os.environ, **BASE, "TOKEN_TTL_SECONDS": "9999"}
     result = subprocess.run(

@@ -28,10 +28,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from tests.conftest import COOKIE, JWT_SECRET, PROJECT, Emulator
-from tests.helpers import upstream_requests
-from tests.processes import free_port, running
-from tests.redis_server import RedisServer, redis_server
+from tests.support.helpers import upstream_requests
+from tests.support.processes import free_port, running
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.service import COOKIE, JWT_SECRET, PROJECT, Emulator
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
 HASH_KEY = "tracing-test-hash-key-0123456789"

@@ -25,9 +25,9 @@ from appwrite_token_exchange.appwrite.client import (
     probe_version,
 )
 
-from tests.conftest import COOKIE, PROJECT, exchange, service_settings
-from tests.helpers import assert_problem
-from tests.processes import free_port, running
+from tests.support.helpers import assert_problem
+from tests.support.processes import free_port, running
+from tests.support.service import COOKIE, PROJECT, exchange, service_settings
 
 MB = 1024 * 1024
 HUGE = 100 * MB

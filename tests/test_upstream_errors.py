@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from appwrite_token_exchange.appwrite.client import AppwriteClient, UpstreamError, create_http_session
 
-from tests.conftest import COOKIE, JWT_SECRET, PROJECT, exchange, service_settings
-from tests.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.service import COOKIE, JWT_SECRET, PROJECT, exchange, service_settings
 
 THRESHOLD = "2"
 TRIES = 5  # well past the threshold

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import exchange
-from tests.helpers import assert_problem, inject_fault, upstream_requests
+import pytest
+
+from tests.support.helpers import assert_problem, inject_fault, upstream_requests
+from tests.support.service import exchange
 
 
+@pytest.mark.slow
 async def test_saturation_answers_at_once_instead_of_queueing(service_factory, emulator) -> None:
     service = await service_factory(UPSTREAM_MAX_CONCURRENCY="1", RATE_LIMIT_IP="off")
     cookies = [emulator.signed_in_user(f"s{i}@example.com")[2] for i in range(2)]
@@ -23,6 +26,7 @@ async def test_saturation_answers_at_once_instead_of_queueing(service_factory, e
     assert len(await upstream_requests(emulator)) == 1
 
 
+@pytest.mark.slow
 async def test_circuit_opens_after_repeated_failures_then_probes(service_factory, emulator) -> None:
     service = await service_factory(
         CIRCUIT_FAILURE_THRESHOLD="2", CIRCUIT_COOLDOWN_SECONDS="0.5", RATE_LIMIT_SESSION="off"
@@ -62,6 +66,7 @@ async def test_a_failed_probe_reopens_the_circuit(service_factory, emulator) -> 
     assert len(await upstream_requests(emulator)) == calls
 
 
+@pytest.mark.slow
 async def test_refusals_by_appwrite_do_not_trip_the_circuit(service_factory, emulator) -> None:
     service = await service_factory(CIRCUIT_FAILURE_THRESHOLD="2", RATE_LIMIT_IP="off")
     for i in range(4):

@@ -14,8 +14,8 @@ from appwrite.models import Session, User
 from appwrite.services.account import Account
 from appwrite_token_exchange.emulator.credentials import decode_session_value
 
-from tests.emulator.conftest import API_KEY, PROJECT, Emu
-from tests.emulator.helpers import assert_error, validate
+from tests.support.appwrite_checks import assert_error, validate
+from tests.support.emulator_client import API_KEY, PROJECT, Emu
 
 
 async def test_account_is_the_callers_user(emu: Emu) -> None:

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from appwrite_token_exchange.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
 from appwrite_token_exchange.emulator.config import SERVERS, Server
 
-from tests.emulator.conftest import API_KEY, KEY, PROJECT, FakeClock
+from tests.support.emulator_client import API_KEY, KEY, PROJECT, FakeClock
 
 ORIGIN = "http://localhost"
 COOKIE = f"a_session_{PROJECT}"

@@ -12,8 +12,8 @@ import json
 import pytest
 from appwrite_token_exchange.emulator.config import SERVERS, Server
 
-from tests.emulator.conftest import EmuFactory
-from tests.emulator.helpers import assert_error, claims
+from tests.support.appwrite_checks import assert_error, claims
+from tests.support.emulator_client import EmuFactory
 
 VERSION = {"main": "1.9.6", "cl-1.9.6": "1.9.6", "1.9.6": "1.9.6", "1.9.0": "1.9.0", "1.8.1": "1.8.1"}
 

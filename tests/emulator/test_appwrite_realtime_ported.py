@@ -22,7 +22,7 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from appwrite_token_exchange.emulator.models import account_model
 
-from tests.emulator.conftest import PROJECT, Emu, EmuFactory
+from tests.support.emulator_client import PROJECT, Emu, EmuFactory
 
 ALL = ("main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1")
 SINCE_1_9_0 = ("main", "cl-1.9.6", "1.9.6", "1.9.0")

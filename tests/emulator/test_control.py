@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from appwrite_token_exchange.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
 
-from tests.emulator.conftest import PROJECT, Emu, EmuFactory
-from tests.emulator.helpers import assert_error
+from tests.support.appwrite_checks import assert_error
+from tests.support.emulator_client import PROJECT, Emu, EmuFactory
 
 
 async def test_users_and_sessions_through_the_control_api(emu: Emu) -> None:

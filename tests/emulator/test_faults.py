@@ -11,8 +11,8 @@ import aiohttp
 import jwt as pyjwt
 import pytest
 
-from tests.emulator.conftest import KEY, Emu
-from tests.emulator.helpers import assert_error, claims
+from tests.support.appwrite_checks import assert_error, claims
+from tests.support.emulator_client import KEY, Emu
 
 
 async def fault(emu: Emu, kind: str, **options: Any) -> dict[str, Any]:
@@ -119,6 +119,7 @@ async def wait_for_hanging(emu: Emu, count: int) -> None:
     raise AssertionError(f"hanging stayed at {await hanging(emu)}, not {count}")
 
 
+@pytest.mark.slow
 async def test_hang_never_answers_and_lets_go_when_the_client_gives_up(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     await fault(emu, "hang", times=1)

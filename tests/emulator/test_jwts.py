@@ -8,8 +8,8 @@ import jwt as pyjwt
 import pytest
 from appwrite.models import Jwt
 
-from tests.emulator.conftest import KEY, PROJECT, Emu, EmuFactory
-from tests.emulator.helpers import assert_error, claims, segment, validate
+from tests.support.appwrite_checks import assert_error, claims, segment, validate
+from tests.support.emulator_client import KEY, PROJECT, Emu, EmuFactory
 
 SCOPE_MESSAGE = 'User (role: guests) missing scopes (["account"])'
 

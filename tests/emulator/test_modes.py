@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.emulator.conftest import EmuFactory
-from tests.emulator.helpers import assert_error, claims
+from tests.support.appwrite_checks import assert_error, claims
+from tests.support.emulator_client import EmuFactory
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from appwrite.models import User
 
-from tests.emulator.conftest import PROJECT, Emu, EmuFactory
-from tests.emulator.helpers import validate
+from tests.support.appwrite_checks import validate
+from tests.support.emulator_client import PROJECT, Emu, EmuFactory
 
 SELECT_ALL = '{"method":"select","values":["*"]}'
 

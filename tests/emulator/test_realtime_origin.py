@@ -12,7 +12,7 @@ from appwrite_token_exchange.demo.run import register_demo_platforms
 from appwrite_token_exchange.emulator import EmulatorConfig, create_emulator_app
 from appwrite_token_exchange.emulator.realtime.origin import hostname_allowed, origin_refusal
 
-from tests.emulator.conftest import PROJECT, Emu, EmuFactory
+from tests.support.emulator_client import PROJECT, Emu, EmuFactory
 
 
 def refusal(host: str) -> str:

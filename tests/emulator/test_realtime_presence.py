@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
-from tests.emulator.conftest import PROJECT, Emu, EmuFactory
+from tests.support.emulator_client import PROJECT, Emu, EmuFactory
 
 
 async def open_socket(emu: Emu, cookie: str | None = None) -> ClientWebSocketResponse:

@@ -36,7 +36,7 @@ from openapi_core.validation.response.exceptions import HeaderValidationError, M
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from openapi_spec_validator.readers import read_from_filename
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 PROBLEM_TYPE_PREFIX = "tag:appwrite-token-exchange,2026:problem/"
 PREFLIGHT_PATH = "/v1/realtime/token"
 # Synthetic paths, added to a private copy of the spec only, that carry the `x-unrouted` answers.

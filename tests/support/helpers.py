@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 from appwrite_token_exchange.problems import PROBLEM_CONTENT_TYPE
 
-from tests.conftest import Emulator
+from tests.support.service import Emulator
 
 
 async def inject_fault(emulator: Emulator, kind: str, **options: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import promql_parser
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_RULE = ROOT / "deploy/k8s/components/monitoring/prometheusrule.yaml"
 RULE_TESTS = ROOT / "tests/alerts/rules.test.yaml"
 DASHBOARD = ROOT / "deploy/grafana/token-exchange.json"

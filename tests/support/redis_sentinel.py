@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 import redis
 
-from tests.redis_binaries import server_binary
-from tests.redis_cluster import distinct_free_ports
-from tests.redis_tls import TlsFiles, make_tls
+from tests.support.redis_binaries import server_binary
+from tests.support.redis_cluster import distinct_free_ports
+from tests.support.redis_tls import TlsFiles, make_tls
 
 MASTER_NAME = "rtxmaster"
 SENTINELS = 3

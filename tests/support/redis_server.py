@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import redis
 
-from tests.processes import free_port
-from tests.redis_binaries import server_binary
-from tests.redis_tls import make_tls
+from tests.support.processes import free_port
+from tests.support.redis_binaries import server_binary
+from tests.support.redis_tls import make_tls
 
 
 class RedisServer:
