@@ -39,11 +39,12 @@ export const installed = (name) => existsSync(join(REPO, 'examples', name, 'node
 /**
  * The emulator with its demo user and the service (`token-exchange demo`, as the examples' READMEs
  * start them; with ALLOWED_ORIGINS set to the app's origin for a dev proxy that rewrites Host),
- * plus examples/<name>'s dev server. `env`: the service's settings.
+ * plus examples/<name>'s dev server. `env`: the service's settings; `dir`: where the app is (a
+ * copy elsewhere); `allowOrigin: false` leaves ALLOWED_ORIGINS unset even where the dev proxy needs it.
  * Resolves once the dev server has rendered its first page;
  * returns { demo, serviceUrl, appUrl, output(), stop() }.
  */
-export async function startExample(name, { mode = 'cloud', env = {} } = {}) {
+export async function startExample(name, { mode = 'cloud', env = {}, dir = join(REPO, 'examples', name), allowOrigin = true } = {}) {
   const example = EXAMPLES[name];
   const port = await freePort();
   // The browser opens the app as localhost and Appwrite as 127.0.0.1: cookies ignore ports, so on
@@ -55,11 +56,10 @@ export async function startExample(name, { mode = 'cloud', env = {} } = {}) {
   };
   try {
     // A dev proxy that rewrites Host reaches the service cross-origin: the app's origin is allowed.
-    const allowed = example.rewritesHost ? { ALLOWED_ORIGINS: appUrl } : {};
+    const allowed = example.rewritesHost && allowOrigin ? { ALLOWED_ORIGINS: appUrl } : {};
     const demo = await startDemo({ mode, env: { ...env, ...allowed } });
     stoppers.push(demo.stop);
     const serviceUrl = demo.baseUrl;
-    const dir = join(REPO, 'examples', name);
     const app = await startProcess(`the ${name} dev server`, example.args(port), {
       command: join(dir, 'node_modules', '.bin', example.bin),
       cwd: dir,

@@ -132,15 +132,18 @@ export function controlApi(emulatorUrl) {
 
 /**
  * `python -m appwrite_token_exchange demo` on free ports; resolves once it printed "Press Ctrl+C".
- * `siteOnly` runs the demo app and the emulator without the service (`--site-only`).
+ * `siteOnly` runs the demo app and the emulator without the service (`--site-only`). `command`
+ * (an argv prefix, e.g. an installed `token-exchange`) and `cwd` run another installation.
  * Returns { baseUrl, emulatorUrl, port, emulatorPort, control(path, body?), output(), stop() }.
  */
-export async function startDemo({ mode = 'cloud', env = {}, siteOnly = false } = {}) {
+export async function startDemo({ mode = 'cloud', env = {}, siteOnly = false, command = [PYTHON, '-m', 'appwrite_token_exchange'], cwd = REPO } = {}) {
   const [port, emulatorPort] = [await freePort(), await freePort()];
-  const args = ['-m', 'appwrite_token_exchange', 'demo', '--port', String(port), '--emulator-port', String(emulatorPort), '--mode', mode];
+  const args = [...command.slice(1), 'demo', '--port', String(port), '--emulator-port', String(emulatorPort), '--mode', mode];
   const demoProcess = await startProcess('the demo', siteOnly ? [...args, '--site-only'] : args, {
     env: { LOG_LEVEL: 'warning', DRAIN_TIMEOUT_SECONDS: '1', ...env },
     isReady: (output) => output.includes('Press Ctrl+C'),
+    command: command[0],
+    cwd,
   });
   const emulatorUrl = `http://127.0.0.1:${emulatorPort}`;
   return {

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from appwrite_token_exchange.app import create_app
 from appwrite_token_exchange.demo.site import (
     DemoSite,
+    asset_locations,
     browser_endpoint,
     json_bigint_module,
     load_assets,
@@ -195,6 +196,19 @@ async def test_in_a_checkout_the_page_finds_the_sdk_and_the_helper_without_setti
     for path in ("/demo/vendor/appwrite.js", "/demo/realtime-auth.js"):
         response = await client.get(path)
         assert response.status == 200, path
+
+
+def test_the_page_code_comes_from_the_package_then_the_checkout_and_the_environment_overrides_both(
+    tmp_path: Path,
+) -> None:
+    packaged, checkout = tmp_path / "vendor", tmp_path / "clients-js"
+    # An editable checkout: the build put nothing in the package, clients/js has it after npm ci.
+    assert asset_locations({}, packaged, checkout) == (checkout / "node_modules", checkout / "realtime-auth.js")
+    # An installed wheel: the build put the SDK and the helper in the package (setup.py).
+    packaged.mkdir()
+    assert asset_locations({}, packaged, checkout) == (packaged, packaged / "realtime-auth.js")
+    env = {"DEMO_SDK_DIR": str(tmp_path / "sdk"), "DEMO_HELPER_JS": str(tmp_path / "helper.js")}
+    assert asset_locations(env, packaged, checkout) == (tmp_path / "sdk", tmp_path / "helper.js")
 
 
 async def test_without_the_sdk_the_page_says_how_to_install_it(demo_factory: Any, tmp_path: Path) -> None:

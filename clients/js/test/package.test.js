@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -83,17 +84,56 @@ test('installed from the tarball: Node resolves the export, tsc checks a consume
   }
 });
 
-test('each example installs the packed tarball (vendor/), never a path into this directory', () => {
+/** { path: bytes } of the files in a packed tarball (names without npm's `package/` prefix). */
+function tarballFiles(tarball) {
+  const dir = mkdtempSync(join(tmpdir(), 'realtime-auth-unpacked-'));
+  try {
+    execFileSync('tar', ['-xzf', tarball, '-C', dir]);
+    const root = join(dir, 'package');
+    return Object.fromEntries(readdirSync(root, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => {
+        const path = join(entry.parentPath, entry.name);
+        return [path.slice(root.length + 1), readFileSync(path).toString('base64')];
+      })
+      .sort(([a], [b]) => a.localeCompare(b)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('each example carries the current helper as a committed tarball that its lock pins', (t) => {
+  // A copied example installs with `npm ci` alone: the tarball travels with it, and the lock's
+  // integrity holds it to those bytes. Stale after a change to the helper: run examples/pack-helper.
+  const current = tarballFiles(pack(t).tarball);
   for (const name of EXAMPLES) {
     const dir = join(EXAMPLES_DIR, name);
     const { dependencies } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
     assert.equal(dependencies[manifest.name], 'file:vendor/realtime-auth.tgz', name);
-    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
-    const entry = lock.packages[`node_modules/${manifest.name}`];
+    const committed = join(dir, 'vendor', 'realtime-auth.tgz');
+    assert.deepEqual(tarballFiles(committed), current, `${name}: vendor/realtime-auth.tgz is not the current helper; run examples/pack-helper`);
+    const entry = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8')).packages[`node_modules/${manifest.name}`];
     assert.equal(entry.resolved, 'file:vendor/realtime-auth.tgz', name);
-    // No integrity: `npm ci` then installs whatever scripts/test (or the user) packed last.
-    assert.equal(entry.integrity, undefined, `${name}: remove the helper's integrity from package-lock.json`);
+    assert.equal(entry.version, manifest.version, name);
+    const integrity = `sha512-${createHash('sha512').update(readFileSync(committed)).digest('base64')}`;
+    assert.equal(entry.integrity, integrity, `${name}: package-lock.json pins another tarball; run examples/pack-helper`);
   }
+});
+
+test("the README's install recipe works as written, from an app that has no vendor/ yet", (t) => {
+  const app = mkdtempSync(join(tmpdir(), 'your-app-'));
+  t.after(() => rmSync(app, { recursive: true, force: true }));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'your-app', private: true, type: 'module' }));
+  const readme = readFileSync(join(PACKAGE_DIR, 'README.md'), 'utf8');
+  const recipe = readme.split('\n## Install\n')[1].match(/```sh\n([\s\S]*?)```/)[1];
+  const script = recipe.replaceAll('/path/to/your-app', app).replaceAll('/path/to/appwrite-token-exchange/clients/js', PACKAGE_DIR);
+  // The registry's appwrite from npm's cache when it has it; the recipe itself is unchanged.
+  execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: PACKAGE_DIR, env: { ...process.env, npm_config_prefer_offline: 'true' }, stdio: 'pipe' });
+  const { dependencies } = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
+  assert.equal(dependencies[manifest.name], `file:vendor/appwrite-token-exchange-realtime-auth-${manifest.version}.tgz`);
+  assert.ok(dependencies.appwrite);
+  const exported = execFileSync(process.execPath, ['--input-type=module', '-e', `import('${manifest.name}').then((m) => console.log(typeof m.realtimeAuth))`], { cwd: app, encoding: 'utf8' });
+  assert.equal(exported.trim(), 'function');
 });
 
 test('the examples share one browser module (live.ts), copied byte for byte', () => {

@@ -6,7 +6,8 @@ an httpOnly, SameSite=Lax `a_session_<project>` cookie, so page JavaScript never
 then opens Realtime with the official web SDK, through the token route and the browser helper
 (`clients/js/realtime-auth.js`) or through the relay (`?via=relay`), while a task publishes an event
 every few seconds through the emulator's control API. Everything is served from here (no CDN): the
-SDK's ESM build comes from an installed `appwrite` npm package (`npm ci` in clients/js).
+SDK's ESM build and the helper come from the package's own `vendor/` (which the build puts there:
+see setup.py), or, in an editable checkout, from clients/js after `npm ci`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from appwrite_token_exchange.paths import TOKEN_PATH
 from appwrite_token_exchange.problems import ProblemError
 
 STATIC_DIR = Path(__file__).with_name("static")
-# Where the demo finds the web SDK and the helper in a source checkout; both can be overridden.
-# In a checkout: the repository root is three folders up (service/appwrite_token_exchange/demo/).
+# Where the demo finds the web SDK and the helper, first found wins (both can be overridden):
+# what the build put in the package (a pruned node_modules plus the helper), then, in an editable
+# checkout, clients/js (the repository root is three folders up from service/appwrite_token_exchange/demo/).
+PACKAGED_VENDOR = Path(__file__).with_name("vendor")
 _REPO_CLIENTS = Path(__file__).resolve().parents[3] / "clients" / "js"
+_HELPER_NAME = "realtime-auth.js"
 SDK_DIR_VARIABLE = "DEMO_SDK_DIR"
 HELPER_VARIABLE = "DEMO_HELPER_JS"
 PUBLIC_CHANNEL = "databases.demo.collections.public.documents"
@@ -98,11 +102,11 @@ DEMO_HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("demo_http")
 def setup_demo(app: web.Application, site: DemoSite, env: Mapping[str, str] | None = None) -> None:
     """Add the demo page and its routes to the service's app (same origin as the token route)."""
     app[DEMO_SITE] = site
-    sdk_dir, helper = asset_locations(os.environ if env is None else env)
+    overrides = dict(os.environ if env is None else env)
 
     async def load(app: web.Application) -> None:
-        # Reading package files is disk I/O: keep it off the event loop.
-        app[DEMO_ASSETS] = await asyncio.to_thread(load_assets, sdk_dir, helper)
+        # Looking for and reading package files is disk I/O: keep it off the event loop.
+        app[DEMO_ASSETS] = await asyncio.to_thread(lambda: load_assets(*asset_locations(overrides)))
 
     app.on_startup.append(load)
     app.cleanup_ctx.append(_http_client)
@@ -120,10 +124,19 @@ def setup_demo(app: web.Application, site: DemoSite, env: Mapping[str, str] | No
 # --- browser code ---------------------------------------------------------------------------------
 
 
-def asset_locations(env: Mapping[str, str]) -> tuple[Path, Path]:
-    """(node_modules holding `appwrite`, realtime-auth.js): from the environment or the checkout."""
-    sdk_dir = Path(env[SDK_DIR_VARIABLE]) if env.get(SDK_DIR_VARIABLE) else _REPO_CLIENTS / "node_modules"
-    helper = Path(env[HELPER_VARIABLE]) if env.get(HELPER_VARIABLE) else _REPO_CLIENTS / "realtime-auth.js"
+def asset_locations(
+    env: Mapping[str, str], packaged: Path = PACKAGED_VENDOR, checkout: Path = _REPO_CLIENTS
+) -> tuple[Path, Path]:
+    """(node_modules holding `appwrite`, realtime-auth.js): from the environment, the package, or
+    the checkout (a directory that exists: the file checks and their hint come later)."""
+    if packaged.is_dir():
+        sdk_dir, helper = packaged, packaged / _HELPER_NAME
+    else:
+        sdk_dir, helper = checkout / "node_modules", checkout / _HELPER_NAME
+    if env.get(SDK_DIR_VARIABLE):
+        sdk_dir = Path(env[SDK_DIR_VARIABLE])
+    if env.get(HELPER_VARIABLE):
+        helper = Path(env[HELPER_VARIABLE])
     return sdk_dir, helper
 
 
@@ -154,11 +167,17 @@ def load_assets(sdk_dir: Path, helper: Path) -> DemoAssets:
 
 def _install_hint(missing: list[Path]) -> str:
     names = ", ".join(path.name for path in missing)
+    if _REPO_CLIENTS.is_dir():
+        fix = "This is an editable checkout: run `npm ci` in clients/js, then start the demo again"
+    else:
+        fix = (
+            "This installation was built without them (its build found no npm to fetch the web SDK): "
+            "install Node.js 20 or newer and run `pip install .` again from the checkout"
+        )
     return (
         f"The page needs the Appwrite web SDK and the browser helper, and these files are missing: {names}. "
-        "In a checkout, run `npm ci` in clients/js; or set "
-        f"{SDK_DIR_VARIABLE} to a node_modules directory holding `appwrite` (>= 26.1.0) and "
-        f"{HELPER_VARIABLE} to realtime-auth.js."
+        f"{fix}; or set {SDK_DIR_VARIABLE} to a node_modules directory holding `appwrite` (>= 26.1.0) "
+        f"and {HELPER_VARIABLE} to realtime-auth.js."
     )
 
 
