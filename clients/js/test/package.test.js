@@ -84,7 +84,7 @@ test('installed from the tarball: Node resolves the export, tsc checks a consume
   }
 });
 
-/** { path: bytes } of the files in a packed tarball (names without npm's `package/` prefix). */
+/** { path: sha256 } of the files in a packed tarball (names without npm's `package/` prefix). */
 function tarballFiles(tarball) {
   const dir = mkdtempSync(join(tmpdir(), 'realtime-auth-unpacked-'));
   try {
@@ -94,7 +94,7 @@ function tarballFiles(tarball) {
       .filter((entry) => entry.isFile())
       .map((entry) => {
         const path = join(entry.parentPath, entry.name);
-        return [path.slice(root.length + 1), readFileSync(path).toString('base64')];
+        return [path.slice(root.length + 1), createHash('sha256').update(readFileSync(path)).digest('hex')];
       })
       .sort(([a], [b]) => a.localeCompare(b)));
   } finally {
