@@ -7,9 +7,11 @@ export default defineNuxtConfig({
   compatibilityDate: '2025-07-15',
   devtools: { enabled: false },
   telemetry: false,
+  css: ['~/assets/style.css'],
   runtimeConfig: {
-    // Server only: never sent to the browser.
-    appwriteApiKey: 'emulator-api-key-for-local-use-only', // NUXT_APPWRITE_API_KEY
+    // Server only: never sent to the browser. Unset means the emulator's key, and only against a
+    // loopback endpoint (server/utils/appwrite.ts).
+    appwriteApiKey: '', // NUXT_APPWRITE_API_KEY
     public: {
       appwriteEndpoint: 'http://127.0.0.1:8081/v1', // NUXT_PUBLIC_APPWRITE_ENDPOINT
       appwriteProject: 'demo', // NUXT_PUBLIC_APPWRITE_PROJECT

@@ -142,3 +142,15 @@ test('the examples share one browser module (live.ts), copied byte for byte', ()
   for (const copy of copies.slice(1)) assert.equal(copy, copies[0]);
   assert.deepEqual(Object.keys(paths).sort(), readdirSync(EXAMPLES_DIR, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort());
 });
+
+test('the examples share one style sheet and one problems module (problems.ts), copied byte for byte', () => {
+  const paths = {
+    nuxt: ['app/assets/style.css', 'app/utils/problems.ts'],
+    next: ['app/style.css', 'lib/problems.ts'],
+    sveltekit: ['src/lib/style.css', 'src/lib/problems.ts'],
+  };
+  for (const file of [0, 1]) {
+    const copies = EXAMPLES.map((name) => readFileSync(join(EXAMPLES_DIR, name, paths[name][file]), 'utf8'));
+    for (const copy of copies.slice(1)) assert.equal(copy, copies[0], paths.nuxt[file]);
+  }
+});

@@ -1,3 +1,5 @@
+import './style.css'
+
 export const metadata = { title: 'Next.js · Appwrite Realtime' }
 
 export default function RootLayout({ children }: { children: React.ReactNode }) {

@@ -1,25 +1,48 @@
 // Server only ($lib/server): the API key never reaches the browser.
 import { env } from '$env/dynamic/private';
-import type { Cookies } from '@sveltejs/kit';
+import { error, type Cookies } from '@sveltejs/kit';
 import { Account, Client } from 'node-appwrite';
+import type { EnvNames } from '$lib/problems';
 
-// The defaults are those of `token-exchange demo`'s emulator.
-export const appwrite = {
-  endpoint: env.APPWRITE_ENDPOINT ?? 'http://127.0.0.1:8081/v1',
-  project: env.APPWRITE_PROJECT ?? 'demo',
-  apiKey: env.APPWRITE_API_KEY ?? 'emulator-api-key-for-local-use-only',
-};
+// The emulator's key, used only when APPWRITE_ENDPOINT is on this machine (`token-exchange demo`).
+const EMULATOR_API_KEY = 'emulator-api-key-for-local-use-only';
+
+export const envNames: EnvNames = { endpoint: 'APPWRITE_ENDPOINT', project: 'APPWRITE_PROJECT', apiKey: 'APPWRITE_API_KEY' };
+
+const isLoopback = (url: string) => ['localhost', '127.0.0.1', '[::1]'].includes(new URL(url).hostname);
+
+/**
+ * Where Appwrite is, read at each request. The defaults are those of `token-exchange demo`'s
+ * emulator; against any other Appwrite a missing key fails the request (the page and the terminal
+ * name the variable) instead of a sign-in that can never work.
+ */
+export function appwrite() {
+  const endpoint = env.APPWRITE_ENDPOINT || 'http://127.0.0.1:8081/v1';
+  const apiKey = env.APPWRITE_API_KEY || (isLoopback(endpoint) ? EMULATOR_API_KEY : '');
+  if (!apiKey) {
+    const message =
+      `APPWRITE_API_KEY is not set, and APPWRITE_ENDPOINT (${endpoint}) is not the local emulator: ` +
+      'set APPWRITE_API_KEY to an API key of the project with the sessions.write scope.';
+    console.error(message);
+    // An expected error: SvelteKit shows its message (an unexpected one is "Internal Error").
+    error(500, message);
+  }
+  return { endpoint, project: env.APPWRITE_PROJECT || 'demo', apiKey };
+}
 
 // The cookie the token service reads (its SESSION_COOKIE_NAME defaults to this name).
-export const sessionCookieName = `a_session_${appwrite.project}`;
+export const sessionCookieName = () => `a_session_${appwrite().project}`;
 
-const baseClient = () => new Client().setEndpoint(appwrite.endpoint).setProject(appwrite.project);
+function baseClient() {
+  const { endpoint, project } = appwrite();
+  return new Client().setEndpoint(endpoint).setProject(project);
+}
 
 /** With the API key: creates sessions (Appwrite returns their secret only to a key). */
-export const adminAccount = () => new Account(baseClient().setKey(appwrite.apiKey));
+export const adminAccount = () => new Account(baseClient().setKey(appwrite().apiKey));
 
 /** As the signed-in user (the session secret from the cookie), or null without a cookie. */
 export function sessionAccount(cookies: Cookies) {
-  const secret = cookies.get(sessionCookieName);
+  const secret = cookies.get(sessionCookieName());
   return secret ? new Account(baseClient().setSession(secret)) : null;
 }
