@@ -17,6 +17,10 @@ export default defineNuxtConfig({
       appwriteProject: 'demo', // NUXT_PUBLIC_APPWRITE_PROJECT
     },
   },
+  vite: {
+    // Found at the first visit otherwise, which makes Vite re-optimise and reload that page.
+    optimizeDeps: { include: ['appwrite', '@appwrite-token-exchange/realtime-auth'] },
+  },
   nitro: {
     // Dev only: the page's POST /v1/realtime/token and the relay socket go to the service on the
     // page's own origin, so the browser sends the httpOnly session cookie with them. The rule is
