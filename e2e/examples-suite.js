@@ -1,10 +1,12 @@
 // The tests of the example apps (examples/nuxt, examples/next, examples/sveltekit) in real Chromium, each on
 // its framework's dev server with its dev proxy, against the emulator and the service: the
 // server signs in with node-appwrite and keeps session.secret in an httpOnly cookie; the page
-// subscribes with the web SDK and the helper (JWT route) or through the relay.
+// subscribes with the web SDK and the helper (JWT route) or through the relay. What a user sees is
+// asserted: the status badge, readable events, the sign-in form after sign-out, and, when something
+// is misconfigured, the problem's code and its fix on the page.
 //
 // One file per framework (examples-<name>.test.js) calls exampleSuite(name): node --test gives
-// each file its own time budget, and a framework's dev server is started once for its tests.
+// each file its own time budget, and a framework's dev server is started once per describe.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +14,8 @@ import { installed, startExample } from './examples.js';
 import { connectedFrame, jwtOf, publishMarked, record, sleep, startBrowser, waitFor } from './support.js';
 
 const RELAY_REVALIDATE_SECONDS = 1;
+// The app server's API key variable, as each framework reads it (the apps inherit this process's environment).
+const API_KEY_VARIABLE = { nuxt: 'NUXT_APPWRITE_API_KEY', next: 'APPWRITE_API_KEY', sveltekit: 'APPWRITE_API_KEY' };
 
 /** A fresh browser for one test, closed by `t.after`; the page records sockets and responses. */
 async function openPage(t) {
@@ -23,9 +27,9 @@ async function openPage(t) {
   return { browser, page, pageErrors, record: record(page) };
 }
 
-/** Sign in through the example's server-side form; resolves with the user's id on the signed-in page. */
-async function signIn(page, appUrl) {
-  await page.goto(appUrl, { timeout: 60_000 });
+/** Sign in through the example's server-side form on `path`; resolves with the user's id on the signed-in page. */
+async function signIn(page, appUrl, path = '/') {
+  await page.goto(`${appUrl}${path}`, { timeout: 60_000 });
   await page.locator('#signin-button').click();
   await page.locator('#user-id').waitFor({ timeout: 60_000 });
   return (await page.locator('#user-id').textContent()).trim();
@@ -33,39 +37,90 @@ async function signIn(page, appUrl) {
 
 const status = (page) => page.locator('#status').getAttribute('data-status');
 const waitForStatus = (page, wanted, timeoutMs = 10_000) =>
-  waitFor(`the page's helper status ${wanted}`, async () => (await status(page)) === wanted, { timeoutMs });
+  waitFor(`the page's status ${wanted}`, async () => (await status(page)) === wanted, { timeoutMs }).catch(async (error) => {
+    throw new Error(`${error.message}; the page says: ${await page.locator('main').innerText().catch(() => '?')}`);
+  });
+const text = (page, selector) => page.locator(selector).innerText();
+const sessionCookie = async (browser, appUrl) => (await browser.context.cookies(appUrl)).find((c) => c.name === 'a_session_demo');
+const relaySockets = (seen) => seen.sockets.filter((s) => new URL(s.url).pathname === '/v1/realtime');
 
-/** Publish an account event for the user and wait until the page lists it. */
-async function eventArrives(page, app, userId) {
-  const { marker } = await publishMarked(app.demo, { userId });
-  await waitFor(`the event ${marker} on the page`, async () => (await page.locator('#events').textContent()).includes(marker));
+/** The page is back on the sign-in form, with nothing left of the signed-in page. */
+async function showsSignInForm(page) {
+  await page.locator('#signin').waitFor({ timeout: 10_000 });
+  const shown = await text(page, 'main');
+  assert.doesNotMatch(shown, /Signed in as/, 'no stale "Signed in as"');
+  assert.equal(await page.locator('#status').count(), 0, 'no status left over');
 }
 
-/** The example's tests: the JWT route and the relay, on one dev server. */
-export function exampleSuite(name) {
-  describe(`examples/${name}`, { skip: !installed(name) && `npm ci has not run in examples/${name}` }, () => {
-    let app;
+/** The problem the page shows under `selector`: its code, what was said, and the fix. */
+async function shownProblem(page, selector) {
+  await page.locator(selector).waitFor({ timeout: 10_000 });
+  const detail = page.locator(`${selector} .problem-detail`);
+  return {
+    code: (await text(page, `${selector} .problem-code`)).trim(),
+    detail: (await detail.count()) ? await detail.innerText() : '',
+    fix: await text(page, `${selector} .problem-fix`),
+  };
+}
+
+/** Publish an account event for the user and wait until the page lists it, readably. */
+async function eventArrives(page, app, userId) {
+  const { marker } = await publishMarked(app.demo, { userId });
+  await waitFor(`the event ${marker} on the page`, async () => (await text(page, '#events')).includes(marker));
+  const item = page.locator('#events .event', { hasText: marker });
+  assert.match(await item.locator('.event-name').innerText(), /^users\.\S+\.update\.prefs$/);
+  assert.equal((await item.locator('.event-fields').innerText()).trim(), `marker: ${marker}`);
+  assert.doesNotMatch(await text(page, '#events'), /[{"]/, 'no JSON dumped on the page');
+}
+
+/** Start the example with the app server's environment changed by `appEnv` (its dev server inherits ours). */
+async function startWithAppEnv(name, appEnv, options = {}) {
+  const saved = Object.fromEntries(Object.keys(appEnv).map((key) => [key, process.env[key]]));
+  Object.assign(process.env, appEnv);
+  try {
+    return await startExample(name, options);
+  } finally {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
+}
+
+/** describe() with the example's dev server started before its tests and stopped after them. */
+function withExample(name, title, start, body) {
+  describe(`examples/${name}${title}`, { skip: !installed(name) && `npm ci has not run in examples/${name}` }, () => {
+    const app = {};
     before(async () => {
       const startedAt = Date.now();
-      app = await startExample(name, { env: { RELAY_REVALIDATE_SECONDS: String(RELAY_REVALIDATE_SECONDS) } });
-      process.stdout.write(`# examples/${name}: dev server ready in ${Date.now() - startedAt} ms\n`);
+      Object.assign(app, await start());
+      process.stdout.write(`# examples/${name}${title}: dev server ready in ${Date.now() - startedAt} ms\n`);
     }, { timeout: 180_000 });
     after(async () => {
-      if (process.env.E2E_DEBUG) for (const line of app?.output().trim().split('\n') ?? []) process.stdout.write(`# ${name}: ${line}\n`);
-      await app?.stop();
+      if (process.env.E2E_DEBUG) for (const line of app.output?.().trim().split('\n') ?? []) process.stdout.write(`# ${name}: ${line}\n`);
+      await app.stop?.();
     });
+    body(app);
+  });
+}
 
-    test('JWT route: sign in on the server, a token through the dev proxy, live events, sign-out -> signed-out', async (t) => {
+/** The example's tests: the JWT route and the relay on one dev server, then one misconfigured. */
+export function exampleSuite(name) {
+  withExample(name, '', () => startExample(name, { env: { RELAY_REVALIDATE_SECONDS: String(RELAY_REVALIDATE_SECONDS) } }), (app) => {
+    test('JWT route: sign in on the server, a token through the dev proxy, live events, sign-out -> the sign-in form', async (t) => {
       const { browser, page, pageErrors, record: seen } = await openPage(t);
       const userId = await signIn(page, app.appUrl);
 
-      const cookie = (await browser.context.cookies(app.appUrl)).find((c) => c.name === 'a_session_demo');
+      const cookie = await sessionCookie(browser, app.appUrl);
       assert.ok(cookie, 'the server set the session cookie');
+      assert.ok(cookie.value, 'with the session secret in it');
       assert.equal(cookie.httpOnly, true);
       assert.equal(cookie.sameSite, 'Lax');
       assert.equal(await page.evaluate(() => document.cookie.includes('a_session_demo')), false, 'page scripts cannot read it');
 
       await waitForStatus(page, 'authenticated', 60_000);
+      assert.equal(await page.locator('#status.badge').count(), 1, 'the status is a badge');
+      assert.equal(await page.locator('#problem').count(), 0, 'no problem shown');
       const [token] = seen.tokenResponses();
       assert.equal(new URL(token.url).origin, app.appUrl, 'the token comes from the page\'s own origin (the dev proxy)');
       assert.equal(token.status, 200);
@@ -78,13 +133,13 @@ export function exampleSuite(name) {
 
       const before = seen.tokenResponses().length;
       await page.locator('#signout').click();
-      await waitForStatus(page, 'signed-out');
+      await showsSignInForm(page);
       const after = seen.tokenResponses().slice(before);
       assert.equal(after.length, 1, 'one token request after sign-out');
       assert.equal(after[0].status, 401);
       await after[0].bodyRead;
       assert.equal(JSON.parse(after[0].body).code, 'session_missing', 'the server cleared the cookie');
-      assert.equal((await browser.context.cookies(app.appUrl)).some((c) => c.name === 'a_session_demo'), false);
+      assert.equal(await sessionCookie(browser, app.appUrl), undefined);
       await waitFor('the page to close its socket', () => socket.closed);
       // The session is gone in Appwrite too: the old cookie value mints nothing.
       const direct = await fetch(`${app.serviceUrl}/v1/realtime/token`, {
@@ -96,15 +151,10 @@ export function exampleSuite(name) {
       assert.deepEqual(pageErrors, []);
     });
 
-    test('relay: the SDK\'s socket goes through the dev proxy to the relay, no token in the page; sign-out closes it', async (t) => {
-      const { browser, page: signInPage } = await openPage(t);
-      const userId = await signIn(signInPage, app.appUrl);
-      await signInPage.close(); // its JWT-route socket and token requests are not this test's
-      const page = await browser.context.newPage();
-      const pageErrors = [];
-      page.on('pageerror', (error) => pageErrors.push(error.message));
-      const seen = record(page);
-      await page.goto(`${app.appUrl}/?via=relay`, { timeout: 60_000 });
+    test('relay: signed in on /?via=relay the page stays there; no token in the page; signed out in another tab, the relay closes the socket and the page shows the sign-in form', async (t) => {
+      const { browser, page, pageErrors, record: seen } = await openPage(t);
+      const userId = await signIn(page, app.appUrl, '/?via=relay');
+      assert.equal(new URL(page.url()).search, '?via=relay', 'signing in kept the relay route');
       const socket = await waitFor(
         'a relayed socket connected as the user',
         () => seen.sockets.find((s) => connectedFrame(s)?.data?.user?.$id === userId),
@@ -113,7 +163,7 @@ export function exampleSuite(name) {
         const sockets = seen.sockets.map((s) => ({ url: s.url, closed: s.closed, received: s.received.slice(0, 3) }));
         throw new Error(`${error.message}; page status ${await status(page)}; sockets ${JSON.stringify(sockets)}`);
       });
-      assert.equal(await status(page), 'relay');
+      await waitForStatus(page, 'relay');
       const url = new URL(socket.url);
       assert.equal(url.origin.replace('ws:', 'http:'), app.appUrl, 'the socket goes to the page\'s own origin');
       assert.equal(url.pathname, '/v1/realtime');
@@ -121,16 +171,101 @@ export function exampleSuite(name) {
       await eventArrives(page, app, userId);
       assert.equal(seen.tokenResponses().length, 0, 'the relay page never asks for a token');
 
+      // Sign out in a second tab: its own socket closes at once and it shows the sign-in form ...
+      const other = await browser.context.newPage();
+      const otherSeen = record(other);
+      await other.goto(`${app.appUrl}/?via=relay`, { timeout: 60_000 });
+      await waitForStatus(other, 'relay', 30_000);
       const signedOutAt = Date.now();
-      await page.locator('#signout').click();
+      await other.locator('#signout').click();
+      await showsSignInForm(other);
+      await waitFor('the second tab to close its socket', () => relaySockets(otherSeen).every((s) => s.closed));
+
+      // ... and the relay closes the first tab's socket at its next session check; that page follows.
       await waitFor('the relay to close the socket', () => socket.closed, { timeoutMs: (RELAY_REVALIDATE_SECONDS + 5) * 1000 });
       assert.ok(socket.closedAt - signedOutAt <= (RELAY_REVALIDATE_SECONDS + 3) * 1000, 'closed at the relay\'s next session check');
-      await waitForStatus(page, 'closed');
+      await showsSignInForm(page);
       await sleep(2_000);
-      assert.equal(seen.sockets.filter((s) => new URL(s.url).pathname === '/v1/realtime').length, 1, 'the SDK did not reconnect (1008)');
+      assert.equal(relaySockets(seen).length, 1, 'the SDK did not reconnect (1008)');
       const open = await app.demo.control('/realtime/connections?open=1');
       assert.ok(!open.some((c) => c.userId === userId), 'the upstream socket is closed too');
       assert.deepEqual(pageErrors, []);
     });
+
+    test('sign-in with a wrong password: the form says so, and no cookie is set', async (t) => {
+      const { browser, page, pageErrors } = await openPage(t);
+      await page.goto(app.appUrl, { timeout: 60_000 });
+      await page.locator('input[name=password]').fill('not-the-password');
+      await page.locator('#signin-button').click();
+      const problem = await shownProblem(page, '#signin-error');
+      assert.equal(problem.code, 'user_invalid_credentials', 'Appwrite\'s own error type');
+      assert.match(problem.fix, /^Fix: Wrong email or password/);
+      assert.equal(await sessionCookie(browser, app.appUrl), undefined);
+      assert.deepEqual(pageErrors, []);
+    });
+
+    test('JWT route, the app\'s host not a Web platform: the page shows Appwrite\'s refusal and says to add one', async (t) => {
+      const platforms = `${app.demo.emulatorUrl}/_emulator/platforms`;
+      const removed = await fetch(`${platforms}/localhost`, { method: 'DELETE', signal: AbortSignal.timeout(5_000) });
+      assert.ok(removed.ok, 'the emulator forgot localhost');
+      t.after(() => app.demo.control('/platforms', { hostname: 'localhost' }));
+      const { page, pageErrors } = await openPage(t);
+      await signIn(page, app.appUrl);
+      await waitForStatus(page, 'error', 30_000);
+      const problem = await shownProblem(page, '#problem');
+      assert.equal(problem.code, 'invalid_origin');
+      assert.match(problem.detail, /Invalid Origin/, 'what Appwrite said');
+      assert.match(problem.fix, /add this app's host \(localhost\) as a Web platform/);
+      assert.deepEqual(pageErrors, []);
+    });
   });
+
+  if (name === 'next') {
+    // Next's rewrites send the service its own Host: without ALLOWED_ORIGINS both routes are refused.
+    withExample(name, ' without ALLOWED_ORIGINS', () => startExample(name, { allowOrigin: false }), (app) => {
+      test('JWT route: the page shows origin_not_allowed, what the service said, and the ALLOWED_ORIGINS fix', async (t) => {
+        const { page, pageErrors, record: seen } = await openPage(t);
+        await signIn(page, app.appUrl);
+        await waitForStatus(page, 'error', 60_000);
+        const problem = await shownProblem(page, '#problem');
+        assert.equal(problem.code, 'origin_not_allowed');
+        assert.match(problem.detail, new RegExp(`The origin ${app.appUrl} is neither this service's own origin`));
+        assert.match(problem.fix, new RegExp(`set ALLOWED_ORIGINS=${app.appUrl} on the service`));
+        assert.equal(seen.tokenResponses().length, 1, 'the helper stopped: retrying cannot help');
+        assert.deepEqual(pageErrors, []);
+      });
+
+      test('relay: the page says the handshake was refused, why, and the fix; the SDK stops retrying', async (t) => {
+        const { page, pageErrors, record: seen } = await openPage(t);
+        await signIn(page, app.appUrl, '/?via=relay');
+        await waitForStatus(page, 'error', 60_000);
+        const problem = await shownProblem(page, '#problem');
+        assert.equal(problem.code, 'origin_not_allowed');
+        assert.match(problem.detail, /^The relay refused the handshake\. The origin /);
+        assert.match(problem.fix, new RegExp(`set ALLOWED_ORIGINS=${app.appUrl} on the service`));
+        const [probe] = seen.tokenResponses();
+        assert.equal(probe.status, 403, 'asked without the cookie, the token route only refuses');
+        const attempts = relaySockets(seen).length;
+        await sleep(3_000);
+        assert.equal(relaySockets(seen).length, attempts, 'no more handshakes');
+        assert.deepEqual(pageErrors, []);
+      });
+    });
+  } else {
+    // The emulator, like Appwrite, takes an unknown key for none: the session comes without its secret.
+    withExample(name, ' with a wrong API key', () => startWithAppEnv(name, { [API_KEY_VARIABLE[name]]: 'wrong-key' }), (app) => {
+      test('sign-in: the form shows the problem and the key fix, sets no cookie, and keeps the relay route', async (t) => {
+        const { browser, page, pageErrors } = await openPage(t);
+        await page.goto(`${app.appUrl}/?via=relay`, { timeout: 60_000 });
+        await page.locator('#signin-button').click();
+        const problem = await shownProblem(page, '#signin-error');
+        assert.equal(problem.code, 'no_session_secret');
+        assert.match(problem.fix, new RegExp(`${API_KEY_VARIABLE[name]} \\(the app server's API key\\) is wrong or lacks the sessions.write scope`));
+        assert.equal(await sessionCookie(browser, app.appUrl), undefined, 'no cookie, not even an empty one');
+        assert.equal(new URL(page.url()).searchParams.get('via'), 'relay', 'still on the relay route');
+        assert.equal(await page.locator('#signin').count(), 1, 'the sign-in form is still there');
+        assert.deepEqual(pageErrors, []);
+      });
+    });
+  }
 }
