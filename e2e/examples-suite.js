@@ -35,6 +35,16 @@ async function signIn(page, appUrl, path = '/') {
   return (await page.locator('#user-id').textContent()).trim();
 }
 
+/**
+ * Resolves once the page's framework has hydrated it. Vue's hydration writes each input's `value`
+ * back from the server's HTML, so what is typed into the Nuxt page before then is lost (a slow
+ * machine signs in with the prefilled password instead of the typed one). React and Svelte keep it.
+ */
+const HYDRATED = {
+  nuxt: () => document.querySelector('#__nuxt')?.__vue_app__?.$nuxt?.isHydrating === false,
+};
+const hydrated = (page, name) => page.waitForFunction(HYDRATED[name] ?? (() => true), null, { timeout: 60_000 });
+
 const status = (page) => page.locator('#status').getAttribute('data-status');
 const waitForStatus = (page, wanted, timeoutMs = 10_000) =>
   waitFor(`the page's status ${wanted}`, async () => (await status(page)) === wanted, { timeoutMs }).catch(async (error) => {
@@ -195,6 +205,7 @@ export function exampleSuite(name) {
     test('sign-in with a wrong password: the form says so, and no cookie is set', async (t) => {
       const { browser, page, pageErrors } = await openPage(t);
       await page.goto(app.appUrl, { timeout: 60_000 });
+      await hydrated(page, name);
       await page.locator('input[name=password]').fill('not-the-password');
       await page.locator('#signin-button').click();
       const problem = await shownProblem(page, '#signin-error');
