@@ -33,7 +33,12 @@ export interface StatusDetails {
    * came up as a guest (server without `?jwt=` support); 'sdk': `appwrite` older than 26.1.0.
    */
   unsupported: { reason: 'server' | 'sdk'; sdkVersion?: string };
-  /** Final: misconfiguration (403 csrf/origin, other 4xx, 'bad_response' for a 200 without a token). */
+  /**
+   * Final: misconfiguration (403 csrf/origin, other 4xx, 'bad_response' for a 200 without a
+   * token), or Appwrite refusing the socket by policy (error frame 1008, no `httpStatus`):
+   * 'platform_not_registered' (the page's origin is not a Web platform of the project) or
+   * 'policy_violation'. On a 1008 the watched `Realtime` instances are disconnected.
+   */
   error: { code: string; httpStatus?: number };
   /**
    * Final, and not a failure: Realtime is authenticated by the Appwrite session cookie; this
@@ -78,9 +83,7 @@ export interface RealtimeAuthOptions {
   /** `Realtime` service instance(s) to watch, when the page uses `new Realtime(client)`. */
   realtime?: RealtimeService | RealtimeService[];
   onStatus?: (...event: StatusEvent) => void;
-  /** Refresh this long before expiry, or at half-life for shorter tokens. Default 60. */
-  refreshLeadSeconds?: number;
-  /** No refresh for page events or a rejected socket within this long of the last token. Default 10. */
+  /** A token the server refuses (error frame 401) within this long of its arrival is replaced only after it. Default 10. */
   minRefreshIntervalSeconds?: number;
   /** Backoff: delay is random in [0, min(cap, base * 2^n)], at least Retry-After. Defaults 1000 / 60000. */
   backoffBaseMs?: number;
@@ -98,9 +101,9 @@ export interface RealtimeAuth {
    * with RealtimeAuthError on any other final status before that. Once settled, it stays so.
    */
   ready(): Promise<void>;
-  /** Fetch a new JWT now, unless one is in flight (joins it) or the server asked to wait (no-op). Never rejects. */
+  /** Fetch a new JWT now, unless one is in flight (joins it) or the server asked to wait (no-op). Never rejects. Not needed for reconnects: the helper mints for each socket the SDK opens. */
   refresh(): Promise<void>;
-  /** Stop refreshing; removes every timer and listener. Leaves the client's current JWT in place (only 'cookie' removes it). */
+  /** Stop minting; removes every timer and listener. Leaves the client's current JWT in place (only 'cookie' removes it). */
   stop(): void;
   /** 'pending' until the first outcome, 'stopped' after stop(). */
   readonly status: RealtimeAuthStatus | 'pending' | 'stopped';
@@ -116,5 +119,5 @@ export declare class RealtimeAuthError extends Error {
   readonly httpStatus: number | undefined;
 }
 
-/** Start keeping `client`'s JWT fresh for Realtime; fetching starts immediately. */
+/** Start minting `client`'s JWT for each Realtime socket it opens; the first fetch starts immediately. */
 export declare function realtimeAuth(client: JwtClient, options?: RealtimeAuthOptions): RealtimeAuth;

@@ -5,9 +5,11 @@
  * socket is authenticated with a JWT minted by the token-exchange service
  * (`POST /v1/realtime/token`). The web SDK (`appwrite` >= 26.1.0) puts `client.config.jwt` into
  * the socket URL (`&jwt=`) every time it opens a socket, including on each of its own
- * reconnects. This module therefore keeps a fresh JWT in the client at all times: it fetches
- * one before the page subscribes, refreshes it ahead of expiry, and again when the page
- * becomes visible, comes back online, or the server rejects the socket's JWT (error frame 401).
+ * reconnects, and Appwrite checks it only then, at the handshake. So a token is needed exactly
+ * when a socket is about to open, and this module mints one then: before the first socket, when
+ * a socket closes (the SDK waits at least 1 s before reconnecting, time enough to mint), when the
+ * server refuses a socket's JWT (error frame 401), and on `visibilitychange`/`online` only while
+ * a socket is about to open. Never on a timer while a socket is open: an open tab costs nothing.
  * If the server refuses the JWT because a valid Appwrite session cookie came with it, the cookie
  * is all the socket needs: the JWT is removed and the helper stops (status 'cookie').
  *
@@ -56,7 +58,7 @@ export class RealtimeAuthError extends Error {
 }
 
 /**
- * Start keeping `client`'s JWT fresh for Realtime. Fetching starts immediately.
+ * Start minting `client`'s JWT for each Realtime socket it opens. The first fetch starts at once.
  *
  * Statuses passed to `onStatus(status, detail)`:
  * - 'authenticated' `{userId, expiresIn}`: a fresh JWT was handed to `client.setJWT()`
@@ -68,7 +70,9 @@ export class RealtimeAuthError extends Error {
  * - 'unsupported' `{reason}`: the server (reason 'server') or the SDK (reason 'sdk') cannot
  *   authenticate Realtime with a JWT; final;
  * - 'error' `{code, httpStatus?}`: misconfiguration (403 csrf/origin, other 4xx, a 200 that is
- *   not a token); final.
+ *   not a token), or Appwrite refused the socket by policy (error frame 1008: code
+ *   'platform_not_registered' for "Invalid Origin", else 'policy_violation'; the watched
+ *   `Realtime` instances are then disconnected, as the SDK would retry it for ever); final.
  * - 'cookie' `{reason: 'cookie-session'}`: the server refused a socket for carrying a JWT next
  *   to a valid Appwrite session cookie (403 "JWT and cookie used in the same request"), so the
  *   browser already sends that cookie to Appwrite and it authenticates Realtime on its own:
@@ -89,7 +93,6 @@ export function realtimeAuth(client, options = {}) {
     tokenUrl = DEFAULT_TOKEN_URL,
     realtime,
     onStatus,
-    refreshLeadSeconds = 60,
     minRefreshIntervalSeconds = 10,
     backoffBaseMs = 1000,
     backoffCapMs = 60_000,
@@ -121,13 +124,27 @@ export function realtimeAuth(client, options = {}) {
   let timer;
   let tokenReceivedAt = -Infinity;
   let tokenExpiresAt = -Infinity;
+  // Counts the tokens set so far. Each socket remembers the count when it was seen, so a token
+  // with a higher number has not been carried by that socket yet (the module keeps no token).
+  let tokenSerial = 0;
   // Set while backing off after an HTTP answer (429/5xx): nothing but the scheduled retry may
   // fetch before then, so Retry-After is a floor even for refresh() and page events.
   let retryNotBefore = -Infinity;
+  // Set when the server refused a token younger than minRefreshIntervalSeconds (error frame
+  // 401): a server that keeps refusing fresh tokens must not turn each reconnect into a mint.
+  let mintNotBefore = -Infinity;
   let failures = 0;
-  // A socket came up as a guest although its URL carried a JWT; the next fetch decides whether
-  // the session is gone (401 -> signed-out) or the server ignores `?jwt=` (token -> unsupported).
-  let guestWithJwt = false;
+  // A socket closed and the SDK will open another: page events may then mint for it. The
+  // number is that of the last token the closed socket could have carried.
+  let reconnectPending = false;
+  let closedSerial = 0;
+  // A socket came up as a guest although its URL carried a JWT: its session is gone (signed out
+  // elsewhere, rotated) or the server ignores `?jwt=`. A fresh token tells them apart: 401 means
+  // signed-out; otherwise the guest socket is closed so that the SDK reconnects with the fresh
+  // token, and only if that socket is a guest too does the server not read `?jwt=`.
+  /** @type {any} */
+  let guestSocket = null;
+  let proofSerial = 0;
   const halt = new AbortController();
   /** @type {Array<() => void>} */
   const cleanups = [];
@@ -150,7 +167,7 @@ export function realtimeAuth(client, options = {}) {
     try {
       onStatus(next, detail);
     } catch (err) {
-      // The page's bug must not break the refresh loop, nor be swallowed.
+      // The page's bug must not break the helper, nor be swallowed.
       queueMicrotask(() => {
         throw err;
       });
@@ -282,13 +299,14 @@ export function realtimeAuth(client, options = {}) {
       retryNotBefore = -Infinity;
       tokenReceivedAt = outcome.receivedAt;
       tokenExpiresAt = outcome.receivedAt + outcome.expiresIn * 1000;
-      if (guestWithJwt) {
-        // The session is valid (a token was just minted for it), yet the socket that carried a
-        // JWT was treated as a guest: this server does not read `?jwt=` on the handshake.
-        finish('unsupported', { reason: 'server' });
-        return;
+      tokenSerial += 1;
+      if (guestSocket) {
+        // The session is valid (a token was just minted for it): reopen the guest socket with it.
+        proofSerial = tokenSerial;
+        const socket = guestSocket;
+        guestSocket = null;
+        socket.close?.(1000);
       }
-      schedule(refreshDelayMs(outcome.expiresIn));
       emit('authenticated', { userId: outcome.userId, expiresIn: outcome.expiresIn });
       resolveReady();
       return;
@@ -311,18 +329,6 @@ export function realtimeAuth(client, options = {}) {
     finish(outcome.status, { code: outcome.code, httpStatus: outcome.httpStatus });
   }
 
-  // Refresh `refreshLeadSeconds` before expiry (or at half-life for short tokens). The socket
-  // only needs a valid JWT when it (re)connects, and the SDK may reconnect at any moment, so
-  // the client must never hold an expired one. The floor keeps a tiny expiresIn from becoming
-  // a request loop.
-  function refreshDelayMs(expiresIn) {
-    const lifeMs = expiresIn * 1000;
-    // At the latest at half-life: a reconnect must never find an expired token waiting for the
-    // timer. (The minimum interval only damps event-driven refreshes, see refreshIfStale.)
-    const leadMs = Math.min(refreshLeadSeconds * 1000, lifeMs / 2);
-    return lifeMs - leadMs;
-  }
-
   /** For refresh(): fetch now unless one is in flight or the server asked us to wait. */
   function refreshNow() {
     if (stopped) return Promise.resolve();
@@ -331,12 +337,19 @@ export function realtimeAuth(client, options = {}) {
     return attempt();
   }
 
-  /** For page events and rejected sockets: as refreshNow(), but not for a token this new. */
-  function refreshIfStale() {
-    if (stopped || inflight) return;
-    // A token this new is still good, unless it already expired (a very short TTL).
-    if (now() - tokenReceivedAt < minRefreshMs && now() < tokenExpiresAt) return;
-    refreshNow();
+  // A token is good for the next socket if no socket has carried it yet and it is in the first
+  // half of its life: the SDK opens that socket 1 s after a close (5, 10 or 60 s after many
+  // failed attempts; a token that expired by then is refused with 401 and minted again).
+  function unusedTokenWaiting(seenSerial) {
+    return tokenSerial > seenSerial && now() < (tokenReceivedAt + tokenExpiresAt) / 2;
+  }
+
+  /** A socket is about to open, and the last one carried token number `seenSerial`. */
+  function mintForNextSocket(seenSerial) {
+    if (stopped || inflight || unusedTokenWaiting(seenSerial)) return;
+    const waitMs = Math.max(retryNotBefore, mintNotBefore) - now();
+    if (waitMs <= 0) attempt();
+    else if (timer === undefined) schedule(waitMs); // a backoff retry may be pending already
   }
 
   // ---- watching the SDK's sockets -------------------------------------------------------------
@@ -354,31 +367,49 @@ export function realtimeAuth(client, options = {}) {
   //   reconnect; it creates `client.realtime.socket` synchronously, so a listener added right
   //   after it returns sees every frame. stop() puts the original back.
   // Both are the same in `appwrite` 26.1.0 to 28.0.0; the tests drive 26.1.0 and the newest.
+  // A socket's `close` is when the next token is minted, unless the SDK will not open another:
+  // it already opened the socket's successor (the deprecated API reopens on every change of URL)
+  // or nothing is subscribed any more (`disconnect()`, the last `close()`). These read the SDK's
+  // `socket` and subscription maps, unchanged from 26.1.0 to 28.0.0; where they are missing, the
+  // helper assumes a reconnect.
   // A guest `connected` frame only means "unsupported", and a 403 "JWT and cookie" error frame
   // only means "cookie", if that socket's URL carried a JWT (WebSocket.url): a socket opened
   // before the first token is not the server's fault, nor about our JWT.
 
-  /** @type {Map<any, () => void>} */
+  /** @typedef {{ current: () => any, subscribed: () => boolean }} SocketOwner */
+  /** @type {Map<any, { serial: number, detach: () => void }>} */
   const watched = new Map();
 
-  function watchSocket(socket) {
+  /** @param {any} socket @param {SocketOwner} owner */
+  function watchSocket(socket, owner) {
     if (stopped || !socket || typeof socket.addEventListener !== 'function') return;
     if (watched.has(socket)) return;
-    const onMessage = (/** @type {any} */ event) => onFrame(socket, event?.data);
+    reconnectPending = false;
+    const serial = tokenSerial;
+    const onMessage = (/** @type {any} */ event) => onFrame(socket, serial, event?.data);
+    const onClose = (/** @type {any} */ event) => {
+      detach();
+      const replaced = owner.current() !== socket && owner.current()?.readyState < 2;
+      if (stopped || replaced || !owner.subscribed() || event?.code === 1008) return;
+      reconnectPending = true;
+      closedSerial = serial;
+      mintForNextSocket(serial);
+    };
     const detach = () => {
       socket.removeEventListener('message', onMessage);
-      socket.removeEventListener('close', detach);
+      socket.removeEventListener('close', onClose);
       watched.delete(socket);
     };
     socket.addEventListener('message', onMessage);
-    socket.addEventListener('close', detach);
-    watched.set(socket, detach);
+    socket.addEventListener('close', onClose);
+    watched.set(socket, { serial, detach });
   }
   cleanups.push(() => {
-    for (const detach of [...watched.values()]) detach();
+    for (const { detach } of [...watched.values()]) detach();
   });
 
-  function onFrame(socket, data) {
+  /** @param {any} socket @param {number} serial the number of the token its URL carried, if any */
+  function onFrame(socket, serial, data) {
     if (stopped || typeof data !== 'string' || !FRAME_OF_INTEREST.test(data)) return;
     let message;
     try {
@@ -387,9 +418,17 @@ export function realtimeAuth(client, options = {}) {
       return;
     }
     if (message?.type === 'connected') {
-      const user = message.data?.user;
-      if (user == null && urlCarriesJwt(socket.url)) {
-        guestWithJwt = true;
+      if (message.data?.user != null) {
+        proofSerial = 0;
+      } else if (urlCarriesJwt(socket.url)) {
+        if (proofSerial && serial >= proofSerial) {
+          // A token minted after an earlier guest socket, so for a live session, connected as
+          // a guest too: this server does not read `?jwt=` on the handshake.
+          finish('unsupported', { reason: 'server' });
+          return;
+        }
+        // Any token minted from now on proves the session (a backoff retry included).
+        guestSocket = socket;
         refreshNow();
       }
     } else if (message?.type === 'error') {
@@ -397,8 +436,19 @@ export function realtimeAuth(client, options = {}) {
       const text = message.data?.message;
       if (code === 401) {
         // The handshake's JWT was refused (expired, e.g. after the machine slept). The SDK
-        // reconnects in >= 1 s and will read whatever JWT the client holds by then.
-        refreshIfStale();
+        // reconnects in >= 1 s and will read whatever JWT the client holds by then; a token this
+        // young refused again waits out the minimum interval.
+        if (serial === tokenSerial && now() - tokenReceivedAt < minRefreshMs) {
+          mintNotBefore = tokenReceivedAt + minRefreshMs;
+        }
+        mintForNextSocket(serial);
+      } else if (code === 1008) {
+        // A policy refusal (e.g. "Invalid Origin": the page's origin is not a Web platform of
+        // the project). Appwrite then drops the connection (1006), which SDK 28's `Realtime`
+        // service reconnects from every second, for ever: stop it, it can only be refused again.
+        const fix = typeof text === 'string' && /invalid origin/i.test(text) ? 'platform_not_registered' : 'policy_violation';
+        finish('error', { code: fix });
+        for (const service of services) void service.disconnect?.();
       } else if (
         code === 403 &&
         typeof text === 'string' &&
@@ -419,44 +469,52 @@ export function realtimeAuth(client, options = {}) {
   const legacy = /** @type {any} */ (client).realtime;
   if (legacy && typeof legacy.createSocket === 'function') {
     const original = legacy.createSocket;
+    /** @type {SocketOwner} */
+    const owner = { current: () => legacy.socket, subscribed: () => !(legacy.subscriptions?.size < 1) };
     const wrapped = function (/** @type {any[]} */ ...args) {
       const result = original.apply(this, args);
-      watchSocket(legacy.socket);
+      watchSocket(legacy.socket, owner);
       if (result && typeof result.then === 'function') {
         result.then(
-          () => watchSocket(legacy.socket),
+          () => watchSocket(legacy.socket, owner),
           () => {},
         );
       }
       return result;
     };
     legacy.createSocket = wrapped;
-    watchSocket(legacy.socket);
+    watchSocket(legacy.socket, owner);
     cleanups.push(() => {
       if (legacy.createSocket === wrapped) legacy.createSocket = original;
     });
   }
 
-  for (const service of realtime == null ? [] : Array.isArray(realtime) ? realtime : [realtime]) {
+  const services = realtime == null ? [] : Array.isArray(realtime) ? realtime : [realtime];
+  for (const service of services) {
+    /** @type {SocketOwner} */
+    const owner = { current: () => service?.socket, subscribed: () => !(service?.activeSubscriptions?.size < 1) };
     // onOpen callbacks cannot be unregistered; after stop() this one does nothing.
-    if (typeof service?.onOpen === 'function') service.onOpen(() => watchSocket(service.socket));
-    watchSocket(service?.socket);
+    if (typeof service?.onOpen === 'function') service.onOpen(() => watchSocket(service.socket, owner));
+    watchSocket(service?.socket, owner);
   }
 
   // ---- page events ------------------------------------------------------------------------------
-  // Timers are throttled in background tabs and do not run while the machine sleeps, so the
-  // token may be stale when the page comes back: refresh then, before the SDK reconnects.
+  // A socket that closed while the tab slept or the network was gone reopens when the page is
+  // back: mint for it then, unless a token no socket has used yet is waiting. While a socket is
+  // open, these events cost nothing.
+  const onPageBack = () => {
+    if (reconnectPending || tokenSerial === 0) mintForNextSocket(closedSerial);
+  };
   if (doc && typeof doc.addEventListener === 'function') {
     const onVisibility = () => {
-      if (doc.visibilityState === 'visible') refreshIfStale();
+      if (doc.visibilityState === 'visible') onPageBack();
     };
     doc.addEventListener('visibilitychange', onVisibility);
     cleanups.push(() => doc.removeEventListener('visibilitychange', onVisibility));
   }
   if (win && typeof win.addEventListener === 'function') {
-    const onOnline = () => refreshIfStale();
-    win.addEventListener('online', onOnline);
-    cleanups.push(() => win.removeEventListener('online', onOnline));
+    win.addEventListener('online', onPageBack);
+    cleanups.push(() => win.removeEventListener('online', onPageBack));
   }
 
   const sdkVersion = /** @type {any} */ (client).headers?.['x-sdk-version'];

@@ -280,3 +280,29 @@ export async function until(predicate, timeoutMs = 3000) {
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+/**
+ * What the helper reads of the SDK's `Realtime` service (`socket`, `activeSubscriptions`,
+ * `onOpen`), for unit tests; `open()` plays the SDK opening a socket with the client's JWT.
+ */
+export function fakeRealtime(client) {
+  const onOpen = [];
+  const service = {
+    socket: undefined,
+    activeSubscriptions: new Map([['sub-1', { channels: ['account'] }]]),
+    onOpen: (callback) => onOpen.push(callback),
+    open() {
+      const jwt = client.config.jwt ? `&jwt=${encodeURIComponent(client.config.jwt)}` : '';
+      const socket = new FakeWebSocket(`wss://appwrite.test/v1/realtime?project=p${jwt}`);
+      service.socket = socket;
+      socket.serverOpen();
+      for (const callback of onOpen) callback();
+      return socket;
+    },
+    async disconnect() {
+      service.activeSubscriptions.clear();
+      service.socket?.close(1000);
+    },
+  };
+  return service;
+}

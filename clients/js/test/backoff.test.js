@@ -147,7 +147,7 @@ test('502, 504 and network errors back off too; success resets the attempt count
   await clock.advance(1000);
   await clock.advance(2000);
   assert.equal(auth.status, 'authenticated');
-  await clock.advance(60_000);
+  await auth.refresh();
   assert.deepEqual(
     log.events.map((e) => [e.status, e.detail.code, e.detail.attempt]),
     [

@@ -76,21 +76,29 @@ test('a full life cycle keeps the JWT out of logs, statuses, errors and storage'
   await auth.ready();
   assert.equal(client.config.jwt, SECRET, 'the SDK got the token');
 
-  await clock.advance(60_000); // 429
-  await clock.advance(1_000); // network error whose message quotes the token
-  await clock.advance(2_000); // token again
   const unsubscribe = client.subscribe('account', () => {});
   await until(() => FakeWebSocket.instances.length === 1);
-  const ws = FakeWebSocket.instances[0];
-  ws.serverOpen();
-  ws.serverSend({ type: 'connected', data: { channels: ['account'], user: null } });
-  await clock.advance(0); // verification fetch -> unsupported
+  const first = FakeWebSocket.instances[0];
+  first.serverOpen();
+  first.serverClose(1006); // dropped: the reconnect's token is asked for, and refused with 429
+  await clock.advance(1_000); // network error whose message quotes the token
+  await clock.advance(2_000); // token again
+  await until(() => FakeWebSocket.instances.length === 2); // the SDK's reconnect
+  const guest = { type: 'connected', data: { channels: ['account'], user: null } };
+  FakeWebSocket.instances[1].serverOpen();
+  FakeWebSocket.instances[1].serverSend(guest);
+  await clock.advance(0); // a fresh token proves the session; the SDK reconnects with it ...
+  await until(() => FakeWebSocket.instances.length === 3);
+  FakeWebSocket.instances[2].serverOpen();
+  FakeWebSocket.instances[2].serverSend(guest); // ... as a guest again -> unsupported
+  await clock.advance(0);
   unsubscribe();
 
   assert.deepEqual(log.statuses(), [
     'authenticated',
     'backing-off',
     'backing-off',
+    'authenticated',
     'authenticated',
     'unsupported',
   ]);

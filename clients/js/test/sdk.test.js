@@ -95,26 +95,44 @@ for (const { Client, Realtime } of [newest, oldest]) {
       assert.equal(new URL(ws.url).searchParams.get('project'), 'proj');
     });
 
-    test('client.subscribe(): a reconnect uses the token refreshed in the meantime', async () => {
+    test('client.subscribe(): a dropped socket reconnects with the token minted when it closed', async () => {
       const client = newClient();
-      const { env, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
       const auth = realtimeAuth(client, { env });
       teardown.push(() => auth.stop());
       await auth.ready();
       teardown.push(client.subscribe('account', () => {}));
       const first = await socket(0);
       connected(first, ACCOUNT);
-      await clock.advance(60_000);
-      assert.equal(client.config.jwt, 'jwt-2');
+      await clock.advance(3600_000);
+      assert.equal(net.calls.length, 1, 'nothing minted while the socket is open');
       first.serverClose(1006); // dropped; the SDK reconnects after 1 s
+      await clock.advance(0);
+      assert.equal(client.config.jwt, 'jwt-2');
       const second = await socket(1);
       assert.equal(second.jwtParam(), 'jwt-2');
+    });
+
+    test('client.subscribe(): a new channel reopens the socket without a token of its own', async () => {
+      const client = newClient();
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120)] });
+      const auth = realtimeAuth(client, { env });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      teardown.push(client.subscribe('account', () => {}));
+      connected(await socket(0), ACCOUNT);
+      // A URL-based SDK path closes the socket and opens its successor itself; in 26.1.0+ the
+      // channel goes in a frame, so no socket may be opened at all: either way, no token.
+      teardown.push(client.subscribe('files', () => {}));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await clock.advance(0);
+      assert.equal(net.calls.length, 1);
     });
 
     test('Realtime service: first socket and reconnect carry the current token', async () => {
       const client = newClient();
       const realtime = new Realtime(client);
-      const { env, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120), tokenResponse('jwt-2', 120)] });
       const auth = realtimeAuth(client, { env, realtime });
       teardown.push(() => auth.stop(), () => realtime.disconnect());
       await auth.ready();
@@ -123,13 +141,30 @@ for (const { Client, Realtime } of [newest, oldest]) {
       assert.equal(first.jwtParam(), 'jwt-1');
       connected(first, ACCOUNT);
       await subscribed;
-      await clock.advance(60_000);
+      await clock.advance(3600_000);
+      assert.equal(net.calls.length, 1, 'nothing minted while the socket is open');
       first.serverClose(1006);
+      await clock.advance(0);
       const second = await socket(1);
       assert.equal(second.jwtParam(), 'jwt-2');
     });
 
-    test('client.subscribe(): a guest connected frame despite a JWT reports unsupported', async () => {
+    test('Realtime service: disconnect() closes the socket and mints nothing', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120)] });
+      const auth = realtimeAuth(client, { env, realtime });
+      teardown.push(() => auth.stop());
+      await auth.ready();
+      const subscribed = realtime.subscribe(['account'], () => {});
+      connected(await socket(0), ACCOUNT);
+      await subscribed;
+      await realtime.disconnect();
+      await clock.advance(0);
+      assert.equal(net.calls.length, 1);
+    });
+
+    test('client.subscribe(): a guest socket, and a guest again with a fresh token, reports unsupported', async () => {
       const client = newClient();
       const original = client.realtime.createSocket;
       const { env, net, clock, document } = testEnv({
@@ -140,14 +175,20 @@ for (const { Client, Realtime } of [newest, oldest]) {
       teardown.push(() => auth.stop());
       await auth.ready();
       teardown.push(client.subscribe('account', () => {}));
-      const ws = await socket();
-      connected(ws, null);
+      const first = await socket(0);
+      connected(first, null);
       await clock.advance(0);
-      // It first checks that the session is still valid (a new token could be minted) ...
+      // The session may be gone (signed out, rotated): a fresh token says it is not, and the
+      // guest socket is closed so that the SDK reconnects with that token ...
       assert.equal(net.calls.length, 2);
-      // ... so the guest socket means the server ignored `?jwt=`.
-      assert.deepEqual(log.statuses(), ['authenticated', 'unsupported']);
-      assert.deepEqual(log.events[1].detail, { reason: 'server' });
+      assert.deepEqual(log.statuses(), ['authenticated', 'authenticated']);
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+      // ... as a guest again: the server ignored `?jwt=`.
+      connected(second, null);
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'authenticated', 'unsupported']);
+      assert.deepEqual(log.events[2].detail, { reason: 'server' });
       assert.equal(auth.status, 'unsupported');
       // Final: nothing is fetched any more, and the SDK hook is gone.
       assert.deepEqual(clock.pending(), []);
@@ -157,7 +198,7 @@ for (const { Client, Realtime } of [newest, oldest]) {
       assert.equal(net.calls.length, 2);
     });
 
-    test('Realtime service: a guest connected frame despite a JWT reports unsupported', async () => {
+    test('Realtime service: a guest socket, and a guest again with a fresh token, reports unsupported', async () => {
       const client = newClient();
       const realtime = new Realtime(client);
       const { env, clock } = testEnv({ script: [tokenResponse('jwt-1'), tokenResponse('jwt-2')] });
@@ -166,11 +207,42 @@ for (const { Client, Realtime } of [newest, oldest]) {
       teardown.push(() => auth.stop(), () => realtime.disconnect());
       await auth.ready();
       const subscribed = realtime.subscribe(['account'], () => {});
-      const ws = await socket();
-      connected(ws, null);
+      connected(await socket(0), null);
       await subscribed;
       await clock.advance(0);
-      assert.deepEqual(log.statuses(), ['authenticated', 'unsupported']);
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+      connected(second, null);
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'authenticated', 'unsupported']);
+    });
+
+    test('a rotated session: the guest socket reconnects with a fresh token as the user, and carries on', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1'), tokenResponse('jwt-2')] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      await auth.ready();
+      const subscribed = realtime.subscribe(['account'], () => {});
+      // The server app replaced the session (a new sign-in): jwt-1's session is gone.
+      connected(await socket(0), null);
+      await subscribed;
+      await clock.advance(0);
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+      connected(second, ACCOUNT);
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'authenticated']);
+      assert.equal(auth.status, 'authenticated');
+      // Later, a guest socket again (that session deleted too) is checked afresh, not taken as proof.
+      second.serverClose(1006);
+      await clock.advance(0);
+      connected(await socket(2), null);
+      await clock.advance(0);
+      assert.equal(auth.status, 'authenticated');
+      assert.equal(net.calls.length, 4);
     });
 
     test('a connected frame with the user is not reported', async () => {
@@ -226,7 +298,12 @@ for (const { Client, Realtime } of [newest, oldest]) {
       await clock.advance(0);
       assert.deepEqual(log.statuses(), ['authenticated', 'backing-off']);
       await clock.advance(2000);
-      assert.deepEqual(log.statuses(), ['authenticated', 'backing-off', 'unsupported']);
+      assert.deepEqual(log.statuses(), ['authenticated', 'backing-off', 'authenticated']);
+      const second = await socket(1);
+      assert.equal(second.jwtParam(), 'jwt-2');
+      connected(second, null);
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'backing-off', 'authenticated', 'unsupported']);
     });
 
     test('a socket opened before the first token is not blamed on the server', async () => {
@@ -388,13 +465,50 @@ for (const { Client, Realtime } of [newest, oldest]) {
       const first = await socket(0);
       refuse(first, { type: 'error', data: { code: 403, message: 'The current user has been blocked.' } });
       await clock.advance(0);
-      assert.deepEqual(log.statuses(), ['authenticated']);
+      assert.deepEqual(log.statuses(), ['authenticated', 'authenticated'], 'no cookie status');
       assert.equal(auth.status, 'authenticated');
-      assert.equal((await socket(1)).jwtParam(), 'jwt-1');
-      // Still refreshing as usual.
-      await clock.advance(60_000);
+      // Still minting as usual: the SDK's reconnect carries the token minted at the close.
+      assert.equal((await socket(1)).jwtParam(), 'jwt-2');
       assert.equal(net.calls.length, 2);
-      assert.equal(client.config.jwt, 'jwt-2');
+    });
+
+    for (const api of ['Realtime service', 'client.subscribe()']) {
+      test(`${api}: an Invalid Origin refusal (1008, then a dropped connection) is final, and the SDK stops`, async () => {
+        const client = newClient();
+        const realtime = new Realtime(client);
+        const { env, net, clock } = testEnv({ script: [tokenResponse('jwt-1', 120)] });
+        const log = statusLog();
+        const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+        teardown.push(() => auth.stop(), () => realtime.disconnect());
+        await auth.ready();
+        if (api === 'client.subscribe()') teardown.push(client.subscribe('account', () => {}));
+        else realtime.subscribe(['account'], () => {}).catch(() => {});
+        refuse(await socket(0), {
+          type: 'error',
+          data: { code: 1008, message: 'Invalid Origin. Register your new client (app.example) as a new Web platform on your project console dashboard' },
+        });
+        await clock.advance(0);
+        assert.deepEqual(log.events.slice(1), [{ status: 'error', detail: { code: 'platform_not_registered' } }]);
+        // SDK 28's Realtime service would reconnect every second from the 1006; it is stopped.
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        assert.equal(FakeWebSocket.instances.length, 1, 'no reconnect');
+        assert.equal(net.calls.length, 1, 'and no token for one');
+      });
+    }
+
+    test('another 1008 refusal is final too, with its own code', async () => {
+      const client = newClient();
+      const realtime = new Realtime(client);
+      const { env, clock } = testEnv({ script: [tokenResponse('jwt-1', 120)] });
+      const log = statusLog();
+      const auth = realtimeAuth(client, { env, realtime, onStatus: log.onStatus });
+      teardown.push(() => auth.stop(), () => realtime.disconnect());
+      await auth.ready();
+      realtime.subscribe(['account'], () => {}).catch(() => {});
+      refuse(await socket(0), { type: 'error', data: { code: 1008, message: 'Missing channels' } });
+      await clock.advance(0);
+      assert.deepEqual(log.statuses(), ['authenticated', 'error']);
+      assert.deepEqual(log.events[1].detail, { code: 'policy_violation' });
     });
 
     test('a JWT-and-cookie frame on a socket whose URL had no JWT is ignored', async () => {

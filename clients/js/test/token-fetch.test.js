@@ -137,14 +137,14 @@ for (const code of ['session_missing', 'session_invalid', 'mfa_required']) {
   });
 }
 
-test('401 after a token was set stops the refresh loop', async () => {
+test('401 after a token was set is final: nothing is fetched again', async () => {
   const { env, net, clock } = testEnv({
     script: [tokenResponse('jwt-1', 120), problemResponse(401, 'session_invalid')],
   });
   const log = statusLog();
   const auth = realtimeAuth(fakeClient(), { env, onStatus: log.onStatus });
   await auth.ready();
-  await clock.advance(60_000);
+  await auth.refresh();
   assert.equal(net.calls.length, 2);
   assert.deepEqual(log.statuses(), ['authenticated', 'signed-out']);
   await clock.advance(3600_000);
