@@ -94,8 +94,7 @@ test('the session cookie is httpOnly: page script cannot read it and no response
 
 test('after the JWT expired, a dropped socket reconnects with a fresh token and events flow again', async (t) => {
   const { demo, page, record } = await setUp(t, { env: { TOKEN_TTL_SECONDS: '3' } });
-  // minRefresh=4: the helper refreshes every 4 s, so the 3 s token is stale for a while.
-  const { socket: first, userId } = await signedInSocket(page, demo, record, 'minRefresh=4');
+  const { socket: first, userId } = await signedInSocket(page, demo, record);
   const firstResponse = record.tokenResponses()[0];
   await firstResponse.bodyRead;
   const firstToken = JSON.parse(firstResponse.body);
@@ -117,8 +116,9 @@ test('after the JWT expired, a dropped socket reconnects with a fresh token and 
     { timeoutMs: 15_000 },
   );
   assert.notEqual(jwtOf(second.url), firstToken.jwt, 'the reconnect carries a different JWT');
+  assert.equal(record.tokenResponses().length, 2, 'nothing was minted while the socket was open; one token for the reconnect');
   // A reconnect that still carried the expired JWT (the SDK retries after 1 s, maybe before the
-  // helper's refresh) was refused by Appwrite, as a real server does.
+  // helper's token arrived) was refused by Appwrite, as a real server does.
   for (const retry of record.sockets.filter((s) => s !== first && jwtOf(s.url) === firstToken.jwt)) {
     assert.ok(retry.received.some((frame) => frame.type === 'error' && frame.data?.code === 401));
   }
@@ -135,8 +135,7 @@ test('after the JWT expired, a dropped socket reconnects with a fresh token and 
 
 test('after sign-out the next token request is 401: the helper says signed-out and stops', async (t) => {
   const { demo, browser, page, record } = await setUp(t, { env: { TOKEN_TTL_SECONDS: '4' } });
-  // minRefresh=1: a running helper would refresh every 2 s, so a loop would show at once.
-  const { socket } = await signedInSocket(page, demo, record, 'minRefresh=1');
+  const { socket } = await signedInSocket(page, demo, record);
   const cookie = (await browser.context.cookies(demo.baseUrl)).find((c) => c.name === 'a_session_demo');
   const before = record.tokenResponses().length;
 
@@ -175,19 +174,84 @@ test('against self-hosted 1.9 the helper reports that JWT Realtime is unsupporte
   const state = await pageState(page);
   assert.deepEqual(
     state.statuses.map((s) => s.status),
-    ['authenticated', 'unsupported'],
+    ['authenticated', 'authenticated', 'unsupported'],
   );
-  assert.equal(state.statuses[1].detail.reason, 'server');
-  const [socket] = record.sockets;
-  assert.ok(jwtOf(socket.url), 'the handshake carried a JWT');
-  assert.equal(connectedFrame(socket).data.user, null, '1.9.6 ignores ?jwt=: the socket is a guest');
+  assert.equal(state.statuses[2].detail.reason, 'server');
+  // A guest after a JWT may be a session that is gone, so the helper tried a fresh token on a
+  // new socket first: a guest again.
+  const [first, second] = record.sockets;
+  assert.equal(record.sockets.length, 2);
+  await Promise.all(record.tokenResponses().map((r) => r.bodyRead));
+  const [jwt1, jwt2] = record.tokenResponses().map((r) => JSON.parse(r.body).jwt);
+  assert.deepEqual([jwtOf(first.url), jwtOf(second.url)], [jwt1, jwt2], 'each handshake carried its own fresh JWT');
+  for (const socket of [first, second]) {
+    assert.equal(connectedFrame(socket).data.user, null, '1.9.6 ignores ?jwt=: the socket is a guest');
+  }
   assert.match(await page.locator('#auth-status').textContent(), /relay/);
 
   const count = record.tokenResponses().length;
   assert.equal(count, 2, 'the first token and the one that confirmed the session is fine');
+  await waitFor('the page to close the guest socket', () => second.closed);
   await sleep(2_500);
   assert.equal(record.tokenResponses().length, count, 'nothing loops');
-  await waitFor('the page to close the guest socket', () => socket.closed);
+  assert.equal(record.sockets.length, 2, 'and no socket reopens');
+});
+
+test('a rotated session: a guest socket is retried with a fresh token, and the page stays signed in', async (t) => {
+  const { demo, browser, page, record } = await setUp(t);
+  const { socket: first, userId } = await signedInSocket(page, demo, record);
+  // A token that no socket has carried yet, minted for the session that is about to go.
+  await page.evaluate(() => window.demo.auth.refresh());
+  // The app's server rotates the session: a new one in the cookie, the old one deleted.
+  const [cookie] = (await browser.context.cookies(demo.baseUrl)).filter((c) => c.name === 'a_session_demo');
+  const { secret: rotated } = await demo.control('/sessions', { userId });
+  const signedOut = await fetch(`${demo.baseUrl}/demo/logout`, {
+    method: 'POST',
+    headers: { Origin: demo.baseUrl, Cookie: `a_session_demo=${cookie.value}` },
+    signal: AbortSignal.timeout(5_000),
+  });
+  assert.equal(signedOut.status, 204);
+  const old = await fetch(`${demo.baseUrl}/v1/realtime/token`, {
+    method: 'POST',
+    headers: { 'X-CSRF': '1', Cookie: `a_session_demo=${cookie.value}` },
+    signal: AbortSignal.timeout(5_000),
+  });
+  assert.equal(old.status, 401, 'the old session is gone');
+  await browser.context.addCookies([{ ...cookie, value: rotated }]);
+
+  // The socket drops. Its reconnect carries the waiting token, whose session is gone: a guest.
+  await demo.control('/realtime/disconnect', { userId, code: 1011 });
+  const back = await waitFor(
+    'a socket connected as the user again',
+    () => record.sockets.find((s) => s !== first && connectedFrame(s)?.data?.user?.$id === userId),
+    { timeoutMs: 15_000 },
+  );
+  const guests = record.sockets.filter((s) => connectedFrame(s) && connectedFrame(s).data.user === null);
+  assert.equal(guests.length, 1, 'one guest socket: the one with the deleted session\'s token');
+  assert.ok(guests[0].closed, 'the helper closed it, so that the SDK reconnected with a fresh token');
+  const statuses = (await pageState(page)).statuses.map((s) => s.status);
+  assert.ok(!statuses.includes('unsupported'), `not taken for a server that ignores ?jwt= (${statuses})`);
+  assert.equal(statuses.at(-1), 'authenticated');
+  await waitFor('the subscription on the new socket', () => subscribed(back));
+  await waitForEvent(page, (await publishMarked(demo, { userId })).marker);
+});
+
+test('the page\'s origin not a Web platform: the helper stops on Appwrite\'s 1008 with the fix, and the SDK stops reconnecting', async (t) => {
+  const { demo, page, record } = await setUp(t);
+  const removed = await fetch(`${demo.emulatorUrl}/_emulator/platforms/127.0.0.1`, { method: 'DELETE', signal: AbortSignal.timeout(5_000) });
+  assert.ok(removed.ok, 'the emulator forgot the page\'s host');
+  await signIn(page, demo.baseUrl);
+  await waitFor('the helper to report an error', async () => hasStatus(await pageState(page), 'error'));
+  const state = await pageState(page);
+  assert.deepEqual(state.statuses.at(-1), { status: 'error', detail: { code: 'platform_not_registered' } });
+  assert.match(await page.locator('#problem').textContent(), /add 127\.0\.0\.1 as a Web platform/);
+  const [socket] = record.sockets;
+  assert.ok(socket.received.some((frame) => frame.type === 'error' && frame.data?.code === 1008));
+  await waitFor('the refused socket to close', () => socket.closed);
+  // SDK 28 alone reconnects every second after this refusal; the helper disconnected it.
+  await sleep(3_000);
+  assert.equal(record.sockets.length, 1, 'no reconnect');
+  assert.equal(record.tokenResponses().length, 1, 'no token for one');
 });
 
 async function publishNowFromThePage(page) {

@@ -114,7 +114,7 @@ async def test_all_good_against_the_emulator(emulator_factory, mode: str, versio
     assert run.check("jwt secret") == "skipped jwt secret not checked: no session to mint a token with"
     assert run.fact("listen") == "127.0.0.1:9123"
     assert run.fact("appwrite") == f"{emulator.endpoint}, project {PROJECT}, version {version}"
-    assert run.fact("rate limits") == "ip 60/minute, session 10/minute, user off"
+    assert run.fact("rate limits") == "ip 120/minute, session 60/minute, user off"
     assert run.fact("relay") == relay
     assert run.fact("state") == "memory (per process)"
     assert run.fact("tracing") == "off"

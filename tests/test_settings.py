@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.settings import Settings, SettingsError
 
 BASE = {"APPWRITE_ENDPOINT": "https://cloud.appwrite.io/v1", "APPWRITE_PROJECT_ID": "p1"}
@@ -24,8 +25,11 @@ def test_defaults() -> None:
     assert settings.log_format == "json"
     assert settings.drain_timeout_seconds == 20.0
     assert settings.jwt_url == "https://cloud.appwrite.io/v1/account/jwts"
-    assert (settings.relay_max_sockets_per_user, settings.relay_max_sockets_per_session) == (20, 10)
-    assert settings.relay_max_sockets_per_ip == 100
+    # Sized for a busy user's dozens of tabs: one relayed socket, or one token per socket open, each.
+    assert (settings.relay_max_sockets_per_user, settings.relay_max_sockets_per_session) == (100, 50)
+    assert settings.relay_max_sockets_per_ip == 200
+    assert (settings.rate_limit_ip, settings.rate_limit_session, settings.rate_limit_user) == (
+        RateLimit(120, 60), RateLimit(60, 60), RateLimit(100, 60))
     assert settings.request_read_timeout_seconds == 10.0
     assert settings.max_request_header_bytes == 64 * 1024
     assert settings.ipv6_prefix_length == 64

@@ -91,9 +91,9 @@ class Settings:
     log_format: Literal["json", "console"] = setting("LOG_FORMAT", "json", "log format", choice("json", "console"))
     drain_timeout_seconds: float = setting(
         "DRAIN_TIMEOUT_SECONDS", "20", "on SIGTERM, how long in-flight requests may finish", number(0.0, 600.0))
-    rate_limit_ip: RateLimit | None = setting("RATE_LIMIT_IP", "60/minute", "per client IP", _rate)
-    rate_limit_session: RateLimit | None = setting("RATE_LIMIT_SESSION", "10/minute", "per session", _rate)
-    rate_limit_user: RateLimit | None = setting("RATE_LIMIT_USER", "30/minute", "per user", _rate)
+    rate_limit_ip: RateLimit | None = setting("RATE_LIMIT_IP", "120/minute", "per client IP", _rate)
+    rate_limit_session: RateLimit | None = setting("RATE_LIMIT_SESSION", "60/minute", "per session", _rate)
+    rate_limit_user: RateLimit | None = setting("RATE_LIMIT_USER", "100/minute", "per user", _rate)
     invalid_session_cache_seconds: int = setting(
         "INVALID_SESSION_CACHE_SECONDS", "30", "how long a refused session is answered 401 without asking again",
         integer(0, 3600))
@@ -117,11 +117,11 @@ class Settings:
                                      integer(1, 1_000_000))
     # Per-caller shares of the relay's sockets, so one caller cannot take every slot.
     relay_max_sockets_per_user: int = setting(
-        "RELAY_MAX_SOCKETS_PER_USER", "20", "relayed sockets one user may hold", integer(1, 1_000_000))
+        "RELAY_MAX_SOCKETS_PER_USER", "100", "relayed sockets one user may hold", integer(1, 1_000_000))
     relay_max_sockets_per_session: int = setting(
-        "RELAY_MAX_SOCKETS_PER_SESSION", "10", "relayed sockets one session may hold", integer(1, 1_000_000))
+        "RELAY_MAX_SOCKETS_PER_SESSION", "50", "relayed sockets one session may hold", integer(1, 1_000_000))
     relay_max_sockets_per_ip: int = setting(
-        "RELAY_MAX_SOCKETS_PER_IP", "100", "relayed sockets one client IP may hold", integer(1, 1_000_000))
+        "RELAY_MAX_SOCKETS_PER_IP", "200", "relayed sockets one client IP may hold", integer(1, 1_000_000))
     # Whether the relay must put a page's channels into the upstream URL itself (servers 1.8.x and
     # 1.9.0 refuse a socket without them); `auto` asks Appwrite its version.
     relay_channels_in_url: Literal["auto", "yes", "no"] = setting(

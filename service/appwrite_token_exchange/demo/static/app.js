@@ -1,11 +1,12 @@
 // The demo page. The session is in an httpOnly cookie that this script cannot read; Realtime is
-// authenticated either with short-lived JWTs from POST /v1/realtime/token, kept fresh by the
-// browser helper (realtime-auth.js), or by the relay (?via=relay), which holds no token at all, or,
+// authenticated either with short-lived JWTs from POST /v1/realtime/token, minted by the browser
+// helper (realtime-auth.js) whenever the SDK is about to open a socket, or by the relay (?via=relay), which holds no token at all, or,
 // where Appwrite shares the app's parent domain and the session cookie reaches its Realtime
 // handshake, by that cookie alone (?via=cookie: no service involved).
 //
 // Page parameters: via=jwt|relay|cookie, channels=a,b (default: account and a public channel),
-// minRefresh=<seconds> (the helper's minRefreshIntervalSeconds, to watch refreshes quickly).
+// minRefresh=<seconds> (the helper's minRefreshIntervalSeconds: how soon a token Appwrite refused
+// may be replaced).
 //
 // What happens is also recorded in `window.demo`, which the end-to-end tests read.
 
@@ -86,6 +87,7 @@ async function main() {
     const minRefresh = Number(params.get('minRefresh'));
     if (Number.isFinite(minRefresh) && minRefresh > 0) options.minRefreshIntervalSeconds = minRefresh;
     auth = realtimeAuth(client, options);
+    demo.auth = auth; // for the tests: ready(), refresh(), stop() and the status; never a token
     try {
       await auth.ready();
     } catch {
@@ -103,7 +105,7 @@ function onStatus(status, detail) {
   switch (status) {
     case 'authenticated':
       tokenExpiresAt = performance.now() + detail.expiresIn * 1000;
-      setStatus(status, `authenticated: a fresh ${detail.expiresIn} s token is set in the SDK client`);
+      setStatus(status, `authenticated: a fresh ${detail.expiresIn} s token is set in the SDK client for the next socket`);
       break;
     case 'backing-off':
       setStatus(status, `backing off (${detail.code}), retrying in ${Math.ceil(detail.retryInMs / 1000)} s`);
@@ -136,6 +138,10 @@ function onStatus(status, detail) {
     default:
       tokenExpiresAt = null;
       setStatus(status, `error (${detail.code}${detail.httpStatus ? `, HTTP ${detail.httpStatus}` : ''})`);
+      if (detail.code === 'platform_not_registered') {
+        // Appwrite refused this page's Origin (error frame 1008); the helper has stopped the SDK.
+        showProblem(`Appwrite refused this page's origin: add ${location.hostname} as a Web platform of the project.`);
+      }
   }
   log(`helper: ${status}${detail.code ? ` (${detail.code})` : ''}`);
 }
@@ -164,8 +170,8 @@ function showTokenLife() {
   const left = Math.round((tokenExpiresAt - performance.now()) / 1000);
   element.textContent =
     left > 0
-      ? `expires in ${left} s (the helper refreshes it ahead of expiry)`
-      : `expired ${-left} s ago (an open socket stays authenticated; a fresh token is set before a reconnect)`;
+      ? `expires in ${left} s (only needed to open a socket)`
+      : `expired ${-left} s ago (an open socket stays authenticated; a fresh token is minted when a socket closes)`;
 }
 
 /** Follow each socket the SDK opens: who Appwrite says we are, error frames, close codes. */
