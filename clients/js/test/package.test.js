@@ -38,25 +38,37 @@ test('the manifest is publishable: not private, a version, exports with types, t
   assert.match(manifest.version, /^\d+\.\d+\.\d+$/);
   assert.equal(manifest.type, 'module');
   assert.deepEqual(manifest.exports['.'], { types: './realtime-auth.d.ts', default: './realtime-auth.js' });
+  assert.deepEqual(manifest.exports['./shared'], { types: './shared-realtime.d.ts', default: './shared-realtime.js' });
+  assert.deepEqual(manifest.exports['./hub'], { types: './realtime-hub.d.ts', default: './realtime-hub.js' });
   assert.ok(manifest.peerDependencies.appwrite, 'appwrite is a peer, not bundled');
   assert.equal(manifest.dependencies, undefined, 'no runtime dependencies');
 });
 
 test('npm pack ships the module, its types, the README, the licence and package.json, nothing else', (t) => {
   const { files } = pack(t);
-  assert.deepEqual(files, ['LICENSE', 'README.md', 'package.json', 'realtime-auth.d.ts', 'realtime-auth.js']);
+  assert.deepEqual(files, [
+    'LICENSE', 'README.md', 'package.json', 'realtime-auth.d.ts', 'realtime-auth.js',
+    'realtime-hub.d.ts', 'realtime-hub.js', 'shared-realtime.d.ts', 'shared-realtime.js',
+  ]);
 });
 
 test('installed from the tarball: Node resolves the export, tsc checks a consumer against the packed types', (t) => {
   const { dir, tarball } = pack(t);
   installInto(dir, tarball);
   // Node's resolution of the package name through `exports`, from the consumer's directory.
-  const script = `import('${manifest.name}').then((m) => console.log(Object.keys(m).sort().join(',')))`;
-  const exported = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8' });
-  assert.deepEqual(exported.trim().split(','), ['DEFAULT_TOKEN_URL', 'RealtimeAuthError', 'realtimeAuth']);
+  const exportsOf = (specifier) => {
+    const script = `import('${specifier}').then((m) => console.log(Object.keys(m).sort().join(',')))`;
+    return execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8' }).trim().split(',');
+  };
+  assert.deepEqual(exportsOf(manifest.name), ['DEFAULT_TOKEN_URL', 'RealtimeAuthError', 'realtimeAuth']);
+  assert.deepEqual(exportsOf(`${manifest.name}/shared`), ['sharedRealtime']);
+  assert.deepEqual(exportsOf(`${manifest.name}/hub`), ['TAB_LOCK_PREFIX', 'createRealtimeHub', 'serveSharedRealtime']);
 
   // The README's usage against the packed .d.ts, as a bundler-resolving app (the examples) sees it.
-  const usage = readFileSync(join(PACKAGE_DIR, 'test', 'types-example.ts'), 'utf8').replace("'../realtime-auth.js'", `'${manifest.name}'`);
+  const usage = readFileSync(join(PACKAGE_DIR, 'test', 'types-example.ts'), 'utf8')
+    .replace("'../realtime-auth.js'", `'${manifest.name}'`)
+    .replace("'../shared-realtime.js'", `'${manifest.name}/shared'`)
+    .replace("'../realtime-hub.js'", `'${manifest.name}/hub'`);
   assert.ok(usage.includes(`from '${manifest.name}'`));
   writeFileSync(join(dir, 'usage.ts'), usage);
   for (const moduleResolution of ['NodeNext', 'Bundler']) {

@@ -8,6 +8,8 @@ import {
   type RealtimeAuth,
   type RealtimeAuthStatus,
 } from '../realtime-auth.js';
+import { sharedRealtime, type SharedRealtime } from '../shared-realtime.js';
+import { createRealtimeHub, serveSharedRealtime } from '../realtime-hub.js';
 
 const client = new Client().setEndpoint('https://appwrite.example/v1').setProject('demo');
 const realtime = new Realtime(client);
@@ -57,3 +59,25 @@ void main;
 
 // @ts-expect-error the client must be able to take a JWT
 realtimeAuth({});
+
+// The shared mode: the page's side, and the worker module's one call.
+const live: SharedRealtime = sharedRealtime({
+  endpoint: 'https://appwrite.example/v1',
+  project: 'demo',
+  worker: () => new SharedWorker(new URL('./realtime-worker.js', import.meta.url), { type: 'module', name: 'appwrite-realtime' }),
+  sdk: { Client, Realtime },
+  onStatus: (status) => void status,
+  onSocket: (socket) => {
+    if (socket.state === 'connected') void socket.user?.id;
+  },
+});
+async function shared(): Promise<void> {
+  const sub = await live.subscribe(['account'], (event) => void event);
+  sub.close();
+  const mode: 'shared' | 'in-page' = live.mode;
+  void mode;
+  live.close();
+}
+void shared;
+void createRealtimeHub({ Client, Realtime }).tabCount;
+void serveSharedRealtime;
