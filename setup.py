@@ -41,12 +41,13 @@ PAGE_FILES = {
     "bignumber.js": ("package.json", "LICENCE.md", "bignumber.mjs"),
     "json-bigint": ("package.json", "LICENSE", "lib/parse.js", "lib/stringify.js"),
 }
-HELPER = "realtime-auth.js"
+# The browser helper's modules: the helper, and the shared mode's page side and hub.
+HELPER_MODULES = ("realtime-auth.js", "realtime-hub.js", "shared-realtime.js")
 
 
 def vendor_files() -> list[Path]:
     """Every file of vendor/, relative to it."""
-    return [Path(name, part) for name, parts in PAGE_FILES.items() for part in parts] + [Path(HELPER)]
+    return [Path(name, part) for name, parts in PAGE_FILES.items() for part in parts] + [Path(name) for name in HELPER_MODULES]
 
 
 def locked_packages() -> dict[str, dict[str, str]]:
@@ -99,7 +100,8 @@ def collect_vendor(target: Path) -> str:
             for part in parts:
                 (target / name / part).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(sources[name] / part, target / name / part)
-    shutil.copyfile(CLIENTS / HELPER, target / HELPER)
+    for name in HELPER_MODULES:
+        shutil.copyfile(CLIENTS / name, target / name)
     pins = ", ".join(f"{name} {pinned['version']}" for name, pinned in locked.items())
     source = f"fetched with npm pack: {', '.join(fetched)}" if fetched else "from clients/js/node_modules"
     return f"demo browser code: {pins} ({source})"

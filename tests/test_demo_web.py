@@ -41,6 +41,8 @@ def node_modules(tmp_path: Path) -> Path:
         "json-bigint/lib/parse.js": "module.exports = function (options) { return JSON.parse; };\n",
         "json-bigint/lib/stringify.js": "var JSON = module.exports; JSON.stringify = globalThis.JSON.stringify;\n",
         "realtime-auth.js": "export function realtimeAuth() {}\n",
+        "realtime-hub.js": "export function serveSharedRealtime() {}\n",
+        "shared-realtime.js": "export function sharedRealtime() {}\n",
     }
     for name, text in files.items():
         path = tmp_path / "node_modules" / name
@@ -177,16 +179,21 @@ async def test_serves_the_page_the_sdk_the_helper_and_wrapped_json_bigint(demo_f
     page = await client.get("/")
     assert page.status == 200 and page.content_type == "text/html"
     assert '"appwrite": "/demo/vendor/appwrite.js"' in await page.text()
-    scripts = ("/demo/static/app.js", "/demo/vendor/appwrite.js", "/demo/vendor/bignumber.js", "/demo/realtime-auth.js")
+    scripts = ("/demo/static/app.js", "/demo/static/realtime-worker.js", "/demo/vendor/appwrite.js", "/demo/vendor/bignumber.js",
+               "/demo/realtime-auth.js", "/demo/realtime-hub.js", "/demo/shared-realtime.js")
     for path in scripts:
         response = await client.get(path)
         assert response.status == 200, path
         assert response.content_type == "text/javascript", path
+    # A worker has no import map: the SDK's one bare import points at the demo's own module.
+    sdk = await (await client.get("/demo/vendor/appwrite.js")).text()
+    assert sdk.startswith("import JSONbigModule from '/demo/vendor/json-bigint.js';")
     wrapped = await client.get("/demo/vendor/json-bigint.js")
     text = await wrapped.text()
     assert "import BigNumber from '/demo/vendor/bignumber.js';" in text
     assert "export default function JSONbig" in text
-    for path in ("/demo/static/index.html", "/demo/static/..%2Fdemo.py", "/demo/vendor/sdk.js"):
+    for path in ("/demo/static/index.html", "/demo/static/..%2Fdemo.py", "/demo/vendor/sdk.js", "/demo/realtime-other.js",
+                 "/demo/realtime-auth.js.js"):
         assert (await client.get(path)).status == 404, path
 
 

@@ -47,8 +47,8 @@ async def test_successful_answers_carry_ratelimit_headers(service, session_cooki
     response = await exchange(service, session_cookie)
     assert response.status == 200
     policy = response.headers["RateLimit-Policy"]
-    assert '"ip";q=60;w=60' in policy and '"session";q=10;w=60' in policy
-    assert re.search(r'"session";r=9;t=\d+', response.headers["RateLimit"])
+    assert '"ip";q=120;w=60' in policy and '"session";q=60;w=60' in policy
+    assert re.search(r'"session";r=59;t=\d+', response.headers["RateLimit"])
 
 
 async def test_limits_can_be_switched_off(service_factory, session_cookie) -> None:

@@ -39,15 +39,19 @@ STATIC_DIR = Path(__file__).with_name("static")
 PACKAGED_VENDOR = Path(__file__).with_name("vendor")
 _REPO_CLIENTS = Path(__file__).resolve().parents[3] / "clients" / "js"
 _HELPER_NAME = "realtime-auth.js"
+# The helper's other modules, found next to it: the shared mode's page side and hub.
+_HELPER_MODULES = ("realtime-hub.js", "shared-realtime.js")
 SDK_DIR_VARIABLE = "DEMO_SDK_DIR"
 HELPER_VARIABLE = "DEMO_HELPER_JS"
 PUBLIC_CHANNEL = "databases.demo.collections.public.documents"
 # The first web SDK that puts the JWT on the Realtime URL (see README's compatibility table).
 MIN_SDK_VERSION = (26, 1, 0)
 # Only these page parameters survive the sign-in redirect.
-_PAGE_PARAMS = ("via", "channels", "minRefresh")
+_PAGE_PARAMS = ("via", "channels", "minRefresh", "shared")
 _SAFE_PARAM = re.compile(r"^[A-Za-z0-9_.,*:-]{1,200}$")
-_STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+_STATIC_FILES = {"app.js": "text/javascript", "realtime-worker.js": "text/javascript", "style.css": "text/css"}
+# The SDK's one bare import, pointed at the demo's own module: a worker has no import map.
+_SDK_IMPORT = re.compile(r"""(\bfrom\s*)(['"])json-bigint\2""")
 _JS = "text/javascript; charset=utf-8"
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -90,6 +94,7 @@ class DemoAssets:
 
     files: Mapping[str, Path]
     json_bigint: str = ""
+    sdk: str = ""
     sdk_version: str | None = None
     problem: str | None = None
 
@@ -115,7 +120,7 @@ def setup_demo(app: web.Application, site: DemoSite, env: Mapping[str, str] | No
     app.router.add_get("/demo/config", page_config)
     app.router.add_get("/demo/static/{name}", static_file)
     app.router.add_get("/demo/vendor/{name}", vendor_file)
-    app.router.add_get("/demo/realtime-auth.js", helper_file)
+    app.router.add_get(r"/demo/{name:(?:realtime-auth|realtime-hub|shared-realtime)}.js", helper_file)
     app.router.add_post("/demo/login", login)
     app.router.add_post("/demo/logout", logout)
     app.router.add_post("/demo/publish", publish_now)
@@ -146,6 +151,7 @@ def load_assets(sdk_dir: Path, helper: Path) -> DemoAssets:
         "appwrite.js": sdk_dir / "appwrite" / "dist" / "esm" / "sdk.js",
         "bignumber.js": sdk_dir / "bignumber.js" / "bignumber.mjs",
         "helper": helper,
+        **{name: helper.with_name(name) for name in _HELPER_MODULES},
     }
     parts = {name: sdk_dir / "json-bigint" / "lib" / f"{name}.js" for name in ("parse", "stringify")}
     missing = [path for path in (*files.values(), *parts.values()) if not path.is_file()]
@@ -162,7 +168,8 @@ def load_assets(sdk_dir: Path, helper: Path) -> DemoAssets:
             ),
         )
     bundle = json_bigint_module(parts["parse"].read_text("utf-8"), parts["stringify"].read_text("utf-8"))
-    return DemoAssets(files=files, json_bigint=bundle, sdk_version=version)
+    sdk = _SDK_IMPORT.sub(r"\1\2/demo/vendor/json-bigint.js\2", files["appwrite.js"].read_text("utf-8"))
+    return DemoAssets(files=files, json_bigint=bundle, sdk=sdk, sdk_version=version)
 
 
 def _install_hint(missing: list[Path]) -> str:
@@ -244,16 +251,19 @@ async def vendor_file(request: web.Request) -> web.StreamResponse:
     assets, name = request.app[DEMO_ASSETS], request.match_info["name"]
     if name == "json-bigint.js" and assets.json_bigint:
         return web.Response(text=assets.json_bigint, content_type="text/javascript", charset="utf-8")
-    if name not in ("appwrite.js", "bignumber.js") or name not in assets.files:
+    if name == "appwrite.js" and assets.sdk:
+        return web.Response(text=assets.sdk, content_type="text/javascript", charset="utf-8")
+    if name != "bignumber.js" or name not in assets.files:
         raise web.HTTPNotFound()
     return web.FileResponse(assets.files[name], headers={"Content-Type": _JS})
 
 
 async def helper_file(request: web.Request) -> web.StreamResponse:
-    assets = request.app[DEMO_ASSETS]
-    if "helper" not in assets.files:
+    assets, name = request.app[DEMO_ASSETS], request.match_info["name"] + ".js"
+    key = "helper" if name == _HELPER_NAME else name
+    if key not in assets.files:
         raise web.HTTPNotFound()
-    return web.FileResponse(assets.files["helper"], headers={**_NO_STORE, "Content-Type": _JS})
+    return web.FileResponse(assets.files[key], headers={**_NO_STORE, "Content-Type": _JS})
 
 
 # --- the page's view of the world -------------------------------------------------------------

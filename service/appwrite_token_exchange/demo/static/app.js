@@ -5,6 +5,7 @@
 // handshake, by that cookie alone (?via=cookie: no service involved).
 //
 // Page parameters: via=jwt|relay|cookie, channels=a,b (default: account and a public channel),
+// shared=1 (every tab of the demo on one socket, held by a SharedWorker: shared-realtime.js),
 // minRefresh=<seconds> (the helper's minRefreshIntervalSeconds: how soon a token Appwrite refused
 // may be replaced).
 //
@@ -13,6 +14,7 @@
 const MAX_ITEMS = 50;
 const params = new URLSearchParams(location.search);
 const via = ['relay', 'cookie'].includes(params.get('via')) ? params.get('via') : 'jwt';
+const shared = params.get('shared') === '1' && via !== 'cookie';
 const $ = (id) => document.getElementById(id);
 
 const demo = {
@@ -28,6 +30,7 @@ window.demo = demo;
 
 let realtime = null;
 let auth = null;
+let live = null; // the shared mode's handle: the socket and the helper are in the worker
 let tokenExpiresAt = null;
 
 main().catch((error) => showProblem(`The page failed to start: ${error?.message ?? error}`));
@@ -64,6 +67,10 @@ async function main() {
   $('channels').textContent = channels.join(', ');
 
   const { Client, Realtime } = await import('appwrite');
+  if (shared) {
+    await startShared(config, channels, { Client, Realtime });
+    return;
+  }
   const client = new Client().setEndpoint(config.endpoint).setProject(config.project);
   realtime = new Realtime(client);
   realtime.onOpen(() => watchSocket(realtime.socket));
@@ -100,9 +107,50 @@ async function main() {
   log(`subscribed to ${channels.join(', ')}`);
 }
 
+/** Every tab on one socket: the SharedWorker's hub subscribes for this tab and forwards events. */
+async function startShared(config, channels, sdk) {
+  const { sharedRealtime } = await import('/demo/shared-realtime.js');
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const relayEndpoint = via === 'relay' ? config.relayEndpoint ?? `${scheme}://${location.host}/v1` : undefined;
+  live = sharedRealtime({
+    endpoint: config.endpoint,
+    project: config.project,
+    tokenUrl: config.tokenUrl,
+    relayEndpoint,
+    worker: () => new SharedWorker('/demo/static/realtime-worker.js', { type: 'module', name: 'appwrite-realtime' }),
+    sdk,
+    onStatus,
+    onSocket: showSharedSocket,
+  });
+  demo.live = live; // for the tests: its mode ('shared' or 'in-page') and status
+  $('route').textContent = `${relayEndpoint ? `relay: ${relayEndpoint}/realtime` : `token route: POST ${config.tokenUrl}`}, one socket for every tab (shared mode)`;
+  try {
+    await live.subscribe(channels, onEvent);
+  } catch {
+    return; // onStatus has shown why
+  }
+  demo.subscribed = true;
+  log(`subscribed to ${channels.join(', ')} (${live.mode === 'shared' ? 'through the SharedWorker' : 'in this tab: no SharedWorker'})`);
+}
+
+function showSharedSocket(socket) {
+  demo.sockets.push({ ...socket });
+  if (socket.state === 'connected') {
+    const user = socket.user;
+    setSocketState('connected', user ? `connected as ${user.name || user.id}` : 'connected as a guest (no user)');
+  } else if (socket.state === 'closed') {
+    setSocketState('closed', `closed with code ${socket.code}`);
+  } else {
+    setSocketState('open', 'open (shared)');
+  }
+}
+
 function onStatus(status, detail) {
   demo.statuses.push({ status, detail: { ...detail } });
   switch (status) {
+    case 'relay':
+      setStatus('relay', 'not used: the relay needs no token');
+      break;
     case 'authenticated':
       tokenExpiresAt = performance.now() + detail.expiresIn * 1000;
       setStatus(status, `authenticated: a fresh ${detail.expiresIn} s token is set in the SDK client for the next socket`);
@@ -113,7 +161,7 @@ function onStatus(status, detail) {
     case 'signed-out':
       tokenExpiresAt = null;
       setStatus(status, `signed out (${detail.code}): the helper has stopped fetching tokens`);
-      // Appwrite keeps an open socket alive after logout; the page closes it itself.
+      // Appwrite keeps an open socket alive after logout; the page (or the shared hub) closes it.
       realtime?.disconnect();
       showSignIn(demo.config);
       break;
@@ -232,9 +280,9 @@ async function signOut() {
     return;
   }
   log('signed out: the server deleted the Appwrite session and cleared the cookie');
-  if (auth) {
+  if (auth || (live && via === 'jwt')) {
     // The next token request finds the session gone (401): the helper says signed-out and stops.
-    await auth.refresh();
+    await (auth ?? live).refresh();
   } else {
     log(`the relay closes this socket within ${demo.config.relayRevalidateSeconds} s`);
     showSignIn(demo.config);
