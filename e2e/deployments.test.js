@@ -78,7 +78,7 @@ function assertToken(response, userId) {
   assert.deepEqual(Object.keys(token).sort(), ['expiresAt', 'expiresIn', 'jwt', 'userId']);
   assert.equal(token.userId, userId);
   assert.equal(token.jwt.split('.').length, 3, 'a JWS compact token');
-  assert.ok(token.expiresIn > 0 && token.expiresIn <= 60, `expiresIn ${token.expiresIn}`);
+  assert.ok(token.expiresIn > 0 && token.expiresIn <= 30, `expiresIn ${token.expiresIn}`);
   assert.ok(Date.parse(token.expiresAt) > Date.now());
   assert.deepEqual(repeatedHeaders(response.headerLines), [], 'no header line twice');
   assert.deepEqual(headerValues(response.headerLines, 'cache-control'), ['no-store']);

@@ -16,7 +16,7 @@ async def test_issued_event_has_the_operators_fields(service, emulator, logs) ->
     assert event["user_id"] == user_id
     assert event["client_ip"] == "127.0.0.1"
     assert event["origin"] == "https://app.example.com"
-    assert 50 <= event["ttl_seconds"] <= 60
+    assert 25 <= event["ttl_seconds"] <= 30
     assert event["upstream_ms"] >= 0
     assert len(event["session_hash"]) == 16
     assert event["level"] == "info"

@@ -24,8 +24,8 @@ async def test_session_cookie_becomes_a_short_lived_jwt(service, emulator, sessi
     claims = jwt.decode(body["jwt"], JWT_SECRET, algorithms=["HS256"])
     assert set(claims) == {"userId", "sessionId", "exp"}
     assert body["userId"] == claims["userId"]
-    assert 58 <= body["expiresIn"] <= 60
-    assert abs(claims["exp"] - (before + 60)) <= 2
+    assert 28 <= body["expiresIn"] <= 30
+    assert abs(claims["exp"] - (before + 30)) <= 2
     expires_at = datetime.strptime(body["expiresAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert int(expires_at.timestamp()) == claims["exp"]
 
@@ -43,7 +43,7 @@ async def test_the_upstream_call_carries_only_project_session_and_duration(
     headers = {name.lower(): value for name, value in sent["headers"].items()}
     assert headers["x-appwrite-project"] == PROJECT
     assert headers["x-appwrite-session"] == session_cookie
-    assert sent["body"] == {"duration": 60}
+    assert sent["body"] == {"duration": 30}
     for forbidden in ("cookie", "authorization", "x-appwrite-key", "x-csrf", "origin", "x-appwrite-jwt"):
         assert forbidden not in headers
 

@@ -16,7 +16,7 @@ BASE = {"APPWRITE_ENDPOINT": "https://cloud.appwrite.io/v1", "APPWRITE_PROJECT_I
 def test_defaults() -> None:
     settings = Settings.from_env(BASE)
     assert settings.session_cookie_name == "a_session_p1"
-    assert settings.token_ttl_seconds == 60
+    assert settings.token_ttl_seconds == 30
     assert settings.port == 8080 and settings.host == "0.0.0.0"
     assert settings.upstream_timeout_seconds == 3.0
     assert settings.allowed_origins == frozenset()

@@ -67,8 +67,6 @@ export interface RealtimeAuthEnv {
   now?: () => number;
   /** Uniform in [0, 1) (default `Math.random`). */
   random?: () => number;
-  /** Web Locks manager (default `navigator.locks`); `undefined` means none. */
-  locks?: Pick<LockManager, 'request'> | undefined;
   /** Target of `visibilitychange` (default `document`). */
   document?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'> & {
     readonly visibilityState: string;
@@ -90,8 +88,6 @@ export interface RealtimeAuthOptions {
   backoffCapMs?: number;
   /** Abort a token fetch after this long (then back off). Default 15000. */
   fetchTimeoutMs?: number;
-  /** Web Lock name that serialises the fetch across tabs. */
-  lockName?: string;
   env?: RealtimeAuthEnv;
 }
 

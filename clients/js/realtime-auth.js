@@ -16,7 +16,7 @@
  * The JWT is only ever handed to `client.setJWT()`: it is not kept in this module, written to
  * storage, logged, or put into a status detail or an error.
  *
- * No dependencies; browser APIs it uses (fetch, timers, performance.now, navigator.locks,
+ * No dependencies; browser APIs it uses (fetch, timers, performance.now,
  * document, window) can all be injected through `options.env`, which is how the tests run it
  * in Node.
  */
@@ -97,7 +97,6 @@ export function realtimeAuth(client, options = {}) {
     backoffBaseMs = 1000,
     backoffCapMs = 60_000,
     fetchTimeoutMs = 15_000,
-    lockName = `appwrite-realtime-token ${tokenUrl}`,
     env = {},
   } = options;
 
@@ -110,7 +109,6 @@ export function realtimeAuth(client, options = {}) {
   // wall clock: a browser's Date can be off by minutes and can jump.
   const now = env.now ?? (() => g.performance.now());
   const random = env.random ?? Math.random;
-  const locks = 'locks' in env ? env.locks : g.navigator?.locks;
   const doc = 'document' in env ? env.document : g.document;
   const win = 'window' in env ? env.window : g.window;
   const minRefreshMs = minRefreshIntervalSeconds * 1000;
@@ -207,7 +205,7 @@ export function realtimeAuth(client, options = {}) {
     const run = (async () => {
       let outcome;
       try {
-        outcome = await withLock(fetchToken);
+        outcome = await fetchToken();
       } catch {
         // The error itself is not passed on: its message may quote the request.
         outcome = halt.signal.aborted ? null : { kind: 'transient', code: 'network_error' };
@@ -219,23 +217,9 @@ export function realtimeAuth(client, options = {}) {
     return run;
   }
 
-  // Web Locks serialise the fetch across this origin's tabs (and helpers in one page), so a
-  // burst of tabs waking up or coming online does not hit the per-user limits all at once.
-  async function withLock(fn) {
-    if (!locks || typeof locks.request !== 'function') return fn();
-    let entered = false;
-    try {
-      return await locks.request(lockName, { signal: halt.signal }, () => {
-        entered = true;
-        return fn();
-      });
-    } catch (err) {
-      // A lock manager that refuses (e.g. SecurityError in an opaque origin) only costs the
-      // cross-tab serialisation; errors from inside the lock are the fetch's own.
-      if (entered || halt.signal.aborted) throw err;
-      return fn();
-    }
-  }
+  // Each tab fetches on its own, at once: the SDK reconnects 1 s after a close, and a queue
+  // across tabs (a reconnect storm of 30 tabs) would make late tabs reconnect with an old token.
+  // The service's per-session limit is sized for a burst of dozens of tabs.
 
   async function fetchToken() {
     if (stopped) return null;

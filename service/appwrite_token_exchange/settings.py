@@ -72,7 +72,7 @@ class Settings:
         "SESSION_COOKIE_NAME", None,
         "the httpOnly cookie holding the session (what Appwrite takes as `X-Appwrite-Session`)",
         shown="`a_session_<PROJECT_ID>`")
-    token_ttl_seconds: int = setting("TOKEN_TTL_SECONDS", "60", "JWT lifetime asked of Appwrite", integer(1, 3600))
+    token_ttl_seconds: int = setting("TOKEN_TTL_SECONDS", "30", "JWT lifetime asked of Appwrite", integer(1, 3600))
     allowed_origins: frozenset[str] = setting(
         "ALLOWED_ORIGINS", "", "comma-separated exact origins allowed to call cross-origin",
         lambda reader, name, default: reader.origins(name))

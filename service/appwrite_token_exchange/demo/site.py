@@ -70,7 +70,7 @@ class DemoSite:
     email: str
     password: str = field(repr=False)
     mode: str = "cloud"
-    token_ttl_seconds: int = 60
+    token_ttl_seconds: int = 30
     relay_revalidate_seconds: float = 300.0
     relay_channels_allow: tuple[str, ...] = ()
     publish_interval_seconds: float = 2.0
