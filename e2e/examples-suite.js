@@ -220,13 +220,17 @@ export function exampleSuite(name) {
       const removed = await fetch(`${platforms}/localhost`, { method: 'DELETE', signal: AbortSignal.timeout(5_000) });
       assert.ok(removed.ok, 'the emulator forgot localhost');
       t.after(() => app.demo.control('/platforms', { hostname: 'localhost' }));
-      const { page, pageErrors } = await openPage(t);
+      const { page, pageErrors, record: seen } = await openPage(t);
       await signIn(page, app.appUrl);
       await waitForStatus(page, 'error', 30_000);
       const problem = await shownProblem(page, '#problem');
       assert.equal(problem.code, 'invalid_origin');
       assert.match(problem.detail, /Invalid Origin/, 'what Appwrite said');
       assert.match(problem.fix, /add this app's host \(localhost\) as a Web platform/);
+      // Appwrite drops the refused connection (1006); SDK 28 alone would reconnect every second.
+      const refused = seen.sockets.length;
+      await sleep(2_500);
+      assert.equal(seen.sockets.length, refused, 'the page stopped reconnecting');
       assert.deepEqual(pageErrors, []);
     });
   });

@@ -130,6 +130,15 @@ test('the shared mode without SharedWorker: each tab runs the hub itself and sti
   await everyTabReceives(demo, tabs, userId);
 });
 
+test('the shared mode through the relay: 3 tabs, one relayed socket, no token anywhere', async (t) => {
+  const { demo, browser, page } = await setUp(t);
+  const { tabs, userId } = await openTabs({ demo, browser, page, query: 'via=relay&shared=1', count: 3 });
+  for (const tab of tabs) assert.equal((await pageState(tab.page)).live.mode, 'shared');
+  const now = await stats(demo);
+  assert.deepEqual([now.jwtsIssued, now.realtime.open], [0, 1], 'no token; one upstream socket for the browser');
+  await everyTabReceives(demo, tabs, userId);
+});
+
 test('30 tabs: a reconnect storm costs one token per socket, with the helper and in the shared mode', async (t) => {
   const { demo, browser, page } = await setUp(t);
   const { tabs, userId } = await openTabs({ demo, browser, page, query: 'via=jwt', count: 30 });

@@ -59,7 +59,7 @@ export function liveProblem(code: string, detail: string | undefined, origin: st
       `Appwrite refused this page's origin: add this app's host (${host}) as a Web platform in the ` +
       'Appwrite console (Overview → Add platform → Web). The JWT route opens Appwrite\'s Realtime ' +
       'from the page; the relay sends no Origin and needs no platform.',
-    appwrite_1008: 'Appwrite closed the socket for a policy violation, and the web SDK does not reconnect: the detail says why.',
+    appwrite_1008: 'Appwrite refused the socket for a policy violation, so the page stopped reconnecting: the detail says why.',
   }
   const fix =
     fixes[code] ??

@@ -74,11 +74,13 @@ export function startLive(options: LiveOptions) {
     options.onSignedOut()
   }
 
-  // Appwrite's own refusals arrive as error frames; 1008 is final (the SDK stops reconnecting).
-  // Other errors (a refused JWT, a dropped socket) the SDK and the helper recover from.
+  // Appwrite's own refusals arrive as error frames. After a 1008 (e.g. "Invalid Origin") Appwrite
+  // drops the connection, and the SDK would reconnect every second for ever: stop it here (the
+  // helper does too). Other errors (a refused JWT, a dropped socket) the SDK and the helper recover from.
   realtime.onError((error, code) => {
     if (code !== 1008) return
     auth?.stop()
+    void realtime.disconnect()
     const message = error?.message ?? ''
     report('error', explain(/invalid origin/i.test(message) ? 'invalid_origin' : 'appwrite_1008', message))
   })
