@@ -47,7 +47,8 @@ HELPER_MODULES = ("realtime-auth.js", "realtime-hub.js", "shared-realtime.js")
 
 def vendor_files() -> list[Path]:
     """Every file of vendor/, relative to it."""
-    return [Path(name, part) for name, parts in PAGE_FILES.items() for part in parts] + [Path(name) for name in HELPER_MODULES]
+    page_files = [Path(name, part) for name, parts in PAGE_FILES.items() for part in parts]
+    return page_files + [Path(name) for name in HELPER_MODULES]
 
 
 def locked_packages() -> dict[str, dict[str, str]]:
