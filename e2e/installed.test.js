@@ -54,12 +54,15 @@ test('the install is not editable: the package and its page assets live in the v
   const { stdout } = await run(python, ['-c', 'import appwrite_token_exchange.demo.site as s; print(s.__file__); print(s.PACKAGED_VENDOR)'], { cwd: copy });
   const [module, vendor] = stdout.trim().split('\n');
   assert.ok(module.startsWith(join(copy, '.venv') + sep), `imported from the venv, not the copy's source: ${module}`);
-  for (const file of ['appwrite/dist/esm/sdk.js', 'appwrite/LICENSE', 'bignumber.js/LICENCE.md', 'json-bigint/LICENSE', 'realtime-auth.js']) {
+  const helperModules = ['realtime-auth.js', 'realtime-hub.js', 'shared-realtime.js'];
+  for (const file of ['appwrite/dist/esm/sdk.js', 'appwrite/LICENSE', 'bignumber.js/LICENCE.md', 'json-bigint/LICENSE', ...helperModules]) {
     assert.ok(existsSync(join(vendor, file)), `the wheel carries ${file}`);
   }
   const pinned = JSON.parse(readFileSync(join(REPO, 'clients', 'js', 'package-lock.json'), 'utf8')).packages['node_modules/appwrite'].version;
   assert.equal(JSON.parse(readFileSync(join(vendor, 'appwrite', 'package.json'), 'utf8')).version, pinned, 'the SDK clients/js locks');
-  assert.equal(readFileSync(join(vendor, 'realtime-auth.js'), 'utf8'), readFileSync(join(REPO, 'clients', 'js', 'realtime-auth.js'), 'utf8'));
+  for (const file of helperModules) {
+    assert.equal(readFileSync(join(vendor, file), 'utf8'), readFileSync(join(REPO, 'clients', 'js', file), 'utf8'), file);
+  }
 });
 
 test('token route: the page from the installed demo signs in and shows live events', async (t) => {
@@ -77,6 +80,23 @@ test('token route: the page from the installed demo signs in and shows live even
   );
   assert.equal(await page.locator('#auth-status').getAttribute('data-status'), 'authenticated');
   assert.ok(record.tokenResponses().every((r) => r.status === 200));
+  assert.deepEqual(pageErrors, []);
+});
+
+test('shared mode: two tabs of the installed demo share one socket through its SharedWorker', async (t) => {
+  const { demo, browser, page, pageErrors } = await setUp(t, installedDemo('cloud'));
+  await signIn(page, demo.baseUrl, 'shared=1');
+  const second = await browser.context.newPage();
+  await second.goto(`${demo.baseUrl}/?shared=1`);
+  const { config } = await pageState(page);
+  for (const tab of [page, second]) {
+    await waitFor('the tab to subscribe', async () => (await pageState(tab)).subscribed);
+    assert.equal((await pageState(tab)).live.mode, 'shared', 'the worker loaded from the installed package');
+  }
+  const { marker } = await publishMarked(demo, { userId: config.user.id });
+  await Promise.all([page, second].map((tab) => waitForEvent(tab, marker)));
+  const stats = await demo.control('/stats');
+  assert.deepEqual([stats.jwtsIssued, stats.realtime.connects], [1, 1]);
   assert.deepEqual(pageErrors, []);
 });
 
