@@ -306,3 +306,26 @@ export function fakeRealtime(client) {
   };
   return service;
 }
+
+/**
+ * Hooks for a test file that drives the real SDK: browser globals before each test; after it,
+ * the test's cleanups (last first), every fake socket closed, and the console back (the SDK logs
+ * its reconnects: quiet keeps the output readable). Returns the array tests push cleanups to.
+ */
+export function useRealSdk({ beforeEach, afterEach }) {
+  const cleanups = [];
+  let saved;
+  beforeEach(() => {
+    installBrowserGlobals();
+    saved = { log: console.log, error: console.error };
+    console.log = () => {};
+    console.error = () => {};
+  });
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+    for (const ws of FakeWebSocket.instances) ws.serverClose(1000);
+    console.log = saved.log;
+    console.error = saved.error;
+  });
+  return cleanups;
+}

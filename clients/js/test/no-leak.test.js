@@ -165,3 +165,17 @@ test('the module source has no console or storage calls', async () => {
     assert.ok(!code.includes(forbidden), `realtime-auth.js uses ${forbidden}`);
   }
 });
+
+test('the shared mode\'s modules use no console or storage; the worker gets an empty storage stub only', async () => {
+  const { readFile } = await import('node:fs/promises');
+  for (const file of ['realtime-hub.js', 'shared-realtime.js']) {
+    const source = await readFile(new URL(`../${file}`, import.meta.url), 'utf8');
+    const code = source.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
+    for (const forbidden of ['console.', 'sessionStorage', 'indexedDB', 'document.cookie', 'BroadcastChannel']) {
+      assert.ok(!code.includes(forbidden), `${file} uses ${forbidden}`);
+    }
+    const storage = code.split('\n').filter((line) => line.includes('localStorage'));
+    const stub = '  scope.localStorage ??= { getItem: () => null, setItem: () => {}, removeItem: () => {} };';
+    assert.deepEqual(storage, file === 'realtime-hub.js' ? [stub] : [], `${file}: localStorage only as the worker's empty stub`);
+  }
+});

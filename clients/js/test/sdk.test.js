@@ -15,12 +15,12 @@ import { realtimeAuth } from '../realtime-auth.js';
 import {
   FakeWebSocket,
   deferred,
-  installBrowserGlobals,
   problemResponse,
   statusLog,
   testEnv,
   tokenResponse,
   until,
+  useRealSdk,
 } from '../test-support/fakes.js';
 
 const ACCOUNT = { $id: 'user-1', name: 'Ada' };
@@ -35,23 +35,7 @@ const JWT_AND_COOKIE_FRAME = {
       'https://appwrite.io/docs/products/auth/server-side-rendering',
   },
 };
-const teardown = [];
-let quiet;
-
-beforeEach(() => {
-  installBrowserGlobals();
-  // The SDK logs its reconnects; keep the test output readable.
-  quiet = { log: console.log, error: console.error };
-  console.log = () => {};
-  console.error = () => {};
-});
-
-afterEach(async () => {
-  for (const fn of teardown.splice(0).reverse()) await fn();
-  for (const ws of FakeWebSocket.instances) ws.serverClose(1000);
-  console.log = quiet.log;
-  console.error = quiet.error;
-});
+const teardown = useRealSdk({ beforeEach, afterEach });
 
 for (const { Client, Realtime } of [newest, oldest]) {
   describe(`appwrite ${new Client().headers['x-sdk-version']}`, () => {

@@ -11,27 +11,12 @@ import * as appwrite from 'appwrite';
 import { realtimeAuth } from '../realtime-auth.js';
 import { createRealtimeHub, TAB_LOCK_PREFIX } from '../realtime-hub.js';
 import { sharedRealtime } from '../shared-realtime.js';
-import { FakeWebSocket, fakeLocks, installBrowserGlobals, problemResponse, testEnv, tokenResponse, until } from '../test-support/fakes.js';
+import { FakeWebSocket, fakeLocks, problemResponse, testEnv, tokenResponse, until, useRealSdk } from '../test-support/fakes.js';
 
 const SECRET = 'eyJhbGciOiJIUzI1NiJ9.SECRET-MARKER-41c.c2ln';
 const ACCOUNT = { $id: 'user-1', name: 'Ada' };
 const CONFIG = { endpoint: 'https://appwrite.test/v1', project: 'proj' };
-const cleanups = [];
-let quiet;
-
-beforeEach(() => {
-  installBrowserGlobals();
-  quiet = { log: console.log, error: console.error };
-  console.log = () => {};
-  console.error = () => {};
-});
-
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  for (const ws of FakeWebSocket.instances) ws.serverClose(1000);
-  console.log = quiet.log;
-  console.error = quiet.error;
-});
+const cleanups = useRealSdk({ beforeEach, afterEach });
 
 /** A hub whose helper fetches from `script`; `tab()` opens a tab on it, as a SharedWorker would. */
 function browser({ script, locks = null } = {}) {
@@ -89,6 +74,16 @@ function connected(ws, user = ACCOUNT) {
   ws.serverSend({ type: 'connected', data: { channels: [], user } });
 }
 
+/** Each tab subscribes to `account`; resolves with the one socket once Appwrite has them all. */
+async function subscribedOnOneSocket(tabs) {
+  const pending = tabs.map(({ live }) => live.subscribe(['account'], () => {}));
+  await until(() => FakeWebSocket.instances.length === 1);
+  const ws = FakeWebSocket.instances[0];
+  connected(ws);
+  await Promise.all(pending);
+  return ws;
+}
+
 /** The subscribe frames the SDK sent on `ws`, as {subscriptionId, channels}. */
 function subscribeRows(ws) {
   return ws.sent.map((frame) => JSON.parse(frame)).filter((frame) => frame.type === 'subscribe').flatMap((frame) => frame.data);
@@ -125,11 +120,7 @@ test('two tabs share one socket and one token; each gets the events of its own s
 test('a tab that leaves ends its subscriptions; the last one to leave closes the socket and stops minting', async () => {
   const { hub, tab, net, clock } = browser({ script: [tokenResponse('jwt-1', 60)] });
   const [a, b] = [tab(), tab()];
-  const pending = [a.live.subscribe(['account'], () => {}), b.live.subscribe(['account'], () => {})];
-  await until(() => FakeWebSocket.instances.length === 1);
-  const ws = FakeWebSocket.instances[0];
-  connected(ws);
-  await Promise.all(pending);
+  const ws = await subscribedOnOneSocket([a, b]);
   a.live.close();
   await until(() => ws.sent.some((frame) => frame.includes('"unsubscribe"')));
   assert.equal(hub.tabCount, 1);
@@ -169,11 +160,7 @@ test('signed out: every tab is told, the socket is closed, and a tab that says h
     script: [tokenResponse('jwt-1', 60), problemResponse(401, 'session_missing'), tokenResponse('jwt-2', 60)],
   });
   const [a, b] = [tab(), tab()];
-  const pending = [a.live.subscribe(['account'], () => {}), b.live.subscribe(['account'], () => {})];
-  await until(() => FakeWebSocket.instances.length === 1);
-  const ws = FakeWebSocket.instances[0];
-  connected(ws);
-  await Promise.all(pending);
+  const ws = await subscribedOnOneSocket([a, b]);
   await a.live.refresh();
   await until(() => a.statuses.length === 2 && b.statuses.length === 2);
   await clock.advance(0);
