@@ -1,5 +1,5 @@
 // The browser side: the official web SDK subscribes to the user's `account` channel, either on
-// Appwrite itself with short-lived JWTs from the token service (the helper keeps them fresh), or
+// Appwrite itself with short-lived JWTs from the token service (the helper mints one per socket open), or
 // through the service's relay on this page's own origin (no token in the page at all). Whatever
 // goes wrong is reported with its code, what the service said, and the fix (problems.ts).
 import { Client, Realtime } from 'appwrite'
