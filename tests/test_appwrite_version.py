@@ -9,6 +9,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from appwrite_token_exchange.appwrite.version import AppwriteVersion
+from appwrite_token_exchange.relay.translate import VERSION_CACHE_SECONDS, VERSION_FAILURE_SECONDS, UrlChannels
+from appwrite_token_exchange.settings import Settings
 
 
 class FakeAppwrite:
@@ -71,9 +73,53 @@ async def test_a_failure_is_remembered_only_by_callers_that_ask_for_it() -> None
         assert await version.get(http, max_age=5, wait_seconds=1, failure_ttl=5) is None
         assert fake.asked == 1  # /readyz: not asked again within 5 s
         assert await version.get(http, max_age=300, wait_seconds=2) is None
-        assert fake.asked == 2  # the relay: every socket asks again until it is known
+        assert fake.asked == 2  # a caller that remembers no failure asks again
         fake.version = "1.9.0"
         assert await version.get(http, max_age=300, wait_seconds=2) == "1.9.0"
+    await server.close()
+
+
+def url_channels(version: AppwriteVersion) -> UrlChannels:
+    settings = Settings(appwrite_endpoint="http://127.0.0.1:1/v1", project_id="p", upstream_timeout_seconds=2.0)
+    return UrlChannels(settings, version)
+
+
+async def test_the_relay_remembers_a_failed_probe_and_translates_meanwhile() -> None:
+    fake, clock = FakeAppwrite(), Clock()
+    fake.version = None
+    server = await start(fake)
+    channels = url_channels(AppwriteVersion(str(server.make_url("/v1")), clock))
+    async with aiohttp.ClientSession() as http:
+        assert [await channels.needed(http) for _ in range(20)] == [True] * 20
+        assert fake.asked == 1  # 20 handshakes, one probe
+        fake.version = "1.9.6"
+        clock.now += VERSION_FAILURE_SECONDS
+        assert await channels.needed(http) is False
+        assert fake.asked == 2
+    await server.close()
+
+
+async def test_a_hanging_probe_holds_up_no_handshake_once_a_version_is_known() -> None:
+    fake, clock = FakeAppwrite(), Clock()
+    server = await start(fake)
+    channels = url_channels(AppwriteVersion(str(server.make_url("/v1")), clock))
+    async with aiohttp.ClientSession() as http:
+        assert await channels.needed(http) is False
+        fake.gate, fake.arrived = asyncio.Event(), asyncio.Event()  # the health route now hangs
+        clock.now += VERSION_CACHE_SECONDS
+        # Six handshakes at once: each is answered from the older version while one probe hangs.
+        answers = await asyncio.gather(*(channels.needed(http) for _ in range(6)))
+        assert answers == [False] * 6
+        await fake.arrived.wait()
+        assert fake.asked == 2
+        fake.version = "1.9.0"  # a downgrade, noticed once the probe comes back
+        fake.gate.set()
+        for _ in range(100_000):  # until the probe's answer is in (a few loop turns)
+            if await channels.needed(http):
+                break
+            await asyncio.sleep(0)
+        assert await channels.needed(http) is True
+        assert fake.asked == 2
     await server.close()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from appwrite_token_exchange.capacity import Capacity, MemoryLimit, container_memory_limit, parse_size, plan
 from appwrite_token_exchange.env import EnvReader, IpNetwork
 from appwrite_token_exchange.env import SettingsError as SettingsError
 from appwrite_token_exchange.observability.tracing_config import TracingConfig, TracingSettingsError, tracing_config
@@ -64,6 +65,27 @@ def _rate(reader: EnvReader, name: str, default: str) -> RateLimit | None:
     return reader.rate_limit(name, default)
 
 
+def auto_integer(low: int, high: int) -> Callable[[EnvReader, str, str], int | None]:
+    """A whole number, or None for `auto` (derived at start from the memory limit)."""
+    def read(reader: EnvReader, name: str, default: str) -> int | None:
+        if (reader.optional(name) or default).lower() == "auto":
+            return None
+        return reader.integer(name, default, low, high)
+    return read
+
+
+def _memory_limit(reader: EnvReader, name: str, default: str) -> MemoryLimit:
+    raw = reader.optional(name) or default
+    if raw.lower() == "auto":
+        return MemoryLimit(None, "auto")  # read from the cgroup by from_env, at start
+    if raw.lower() == "none":
+        return MemoryLimit(None, "none")
+    size = parse_size(raw)
+    if size is None or size < 64 * 1024 * 1024:
+        raise SettingsError(name, f"must be auto, none, or a size of at least 64Mi (like 256Mi), got {raw!r}")
+    return MemoryLimit(size, name)
+
+
 @dataclass(frozen=True)
 class Settings:
     appwrite_endpoint: str = setting("APPWRITE_ENDPOINT", None, "e.g. `https://cloud.appwrite.io/v1`")
@@ -113,8 +135,16 @@ class Settings:
         lambda reader, name, default: reader.patterns(name), shown="(all)")
     relay_revalidate_seconds: float = setting(
         "RELAY_REVALIDATE_SECONDS", "300", "how often the relay re-checks a socket's session", number(1.0, 86_400.0))
-    relay_max_sockets: int = setting("RELAY_MAX_SOCKETS", "10000", "relayed sockets per process",
-                                     integer(1, 1_000_000))
+    # The memory the process may use; what the relay holds is sized to it (capacity.py).
+    container_memory_limit: MemoryLimit = setting(
+        "CONTAINER_MEMORY_LIMIT", "auto", "the memory limit the relay's caps are sized to: `auto` (the cgroup's), "
+        "`none`, or a size like `256Mi`", _memory_limit)
+    relay_max_sockets: int = setting(
+        "RELAY_MAX_SOCKETS", "auto", "relayed sockets per process", auto_integer(1, 1_000_000),
+        shown="`auto`: sized to the memory limit (10000 without one)")
+    relay_max_bytes_in_flight: int = setting(
+        "RELAY_MAX_BYTES_IN_FLIGHT", "auto", "event bytes all relayed sockets together may hold at once",
+        auto_integer(64_000, 64 * 1024 * 1024 * 1024), shown="`auto`: 10% of the memory limit (256 MiB without one)")
     # Per-caller shares of the relay's sockets, so one caller cannot take every slot.
     relay_max_sockets_per_user: int = setting(
         "RELAY_MAX_SOCKETS_PER_USER", "100", "relayed sockets one user may hold", integer(1, 1_000_000))
@@ -122,6 +152,19 @@ class Settings:
         "RELAY_MAX_SOCKETS_PER_SESSION", "50", "relayed sockets one session may hold", integer(1, 1_000_000))
     relay_max_sockets_per_ip: int = setting(
         "RELAY_MAX_SOCKETS_PER_IP", "200", "relayed sockets one client IP may hold", integer(1, 1_000_000))
+    # What one page may ask of one socket: each subscription and channel is state the relay (and
+    # Appwrite) keeps and scans for every event.
+    relay_max_subscriptions: int = setting(
+        "RELAY_MAX_SUBSCRIPTIONS", "100", "subscriptions one relayed socket may hold", integer(1, 100_000))
+    relay_max_channels: int = setting(
+        "RELAY_MAX_CHANNELS", "100", "distinct channels one relayed socket may listen on", integer(1, 100_000))
+    # Upstream sockets the relay opens for a page's new channels (servers that read channels only
+    # from the URL): Appwrite allows 128 connects a minute per client IP, for everyone behind it.
+    relay_reconnects_per_socket: RateLimit | None = setting(
+        "RELAY_RECONNECTS_PER_SOCKET", "6/minute", "upstream reopens one translated socket may cause", _rate)
+    relay_reconnects_per_ip: RateLimit | None = setting(
+        "RELAY_RECONNECTS_PER_IP", "30/minute", "upstream reopens one client IP's translated sockets may cause",
+        _rate)
     # Whether the relay must put a page's channels into the upstream URL itself (servers 1.8.x and
     # 1.9.0 refuse a socket without them); `auto` asks Appwrite its version.
     relay_channels_in_url: Literal["auto", "yes", "no"] = setting(
@@ -151,6 +194,15 @@ class Settings:
         integer(100, 100_000_000))
     # OpenTelemetry tracing from the standard OTEL_* variables; None = off (README, "Tracing").
     tracing: TracingConfig | None = None
+    # RELAY_MAX_SOCKETS and RELAY_MAX_BYTES_IN_FLIGHT as set or derived, and why.
+    capacity: Capacity | None = None
+
+    def __post_init__(self) -> None:
+        if self.capacity is None:  # the caps left to `auto`, derived once
+            capacity = plan(self.container_memory_limit, self.relay_max_sockets, self.relay_max_bytes_in_flight)
+            object.__setattr__(self, "capacity", capacity)
+            object.__setattr__(self, "relay_max_sockets", capacity.max_sockets)
+            object.__setattr__(self, "relay_max_bytes_in_flight", capacity.max_bytes_in_flight)
 
     @property
     def jwt_url(self) -> str:
@@ -186,7 +238,9 @@ class Settings:
             for item in fields(cls)
             if SETTING in item.metadata and item.metadata[SETTING].read is not None
         }
-        return cls(
+        if declared["container_memory_limit"].source == "auto":
+            declared["container_memory_limit"] = container_memory_limit()
+        settings = cls(
             **declared,
             appwrite_endpoint=endpoint,
             project_id=project_id,
@@ -195,6 +249,10 @@ class Settings:
             state_hash_key=hash_key.encode() if hash_key is not None else None,
             tracing=tracing,
         )
+        if settings.relay_max_event_bytes > settings.relay_max_bytes_in_flight:
+            raise SettingsError("RELAY_MAX_EVENT_BYTES",
+                                f"must not exceed RELAY_MAX_BYTES_IN_FLIGHT ({settings.relay_max_bytes_in_flight})")
+        return settings
 
 
 # Read into REDIS_URL at start (redis_url.with_redis_passwords), so they have no field of their own.

@@ -61,6 +61,7 @@ class AccessLimits:
         }
         self._invalid_ttl = settings.invalid_session_cache_seconds
         self._ipv6_prefix_length = settings.ipv6_prefix_length
+        self._reconnects_per_ip = settings.relay_reconnects_per_ip
 
     def _ip_check(self, client_ip: str) -> Check | None:
         policy = self._policies["ip"]
@@ -68,6 +69,18 @@ class AccessLimits:
             return None
         return Check("ip", State.key("ip", self._keyed_hash(limit_key_for_ip(client_ip, self._ipv6_prefix_length))),
                      policy)
+
+    async def reconnect_wait(self, client_ip: str) -> int:
+        """Seconds until this client IP's relayed sockets may open one more upstream socket for new
+        channels (0: now, and counted). Shared across replicas through the state, as Appwrite's own
+        limit is per IP whichever replica connects."""
+        policy = self._reconnects_per_ip
+        if policy is None:
+            return 0
+        key = State.key("reconnect_ip", self._keyed_hash(limit_key_for_ip(client_ip, self._ipv6_prefix_length)))
+        [decision] = await self._state.hit([Check("reconnect_ip", key, policy)])
+        self._metrics.ratelimit_decision(decision.scope, decision.allowed)
+        return 0 if decision.allowed else max(1, decision.retry_after)
 
     async def admit_ip(self, client_ip: str) -> Admission:
         """Count the request against its IP, or refuse it."""

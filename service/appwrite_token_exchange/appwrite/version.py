@@ -25,11 +25,13 @@ class AppwriteVersion:
         self._probe: asyncio.Task[str | None] | None = None
 
     async def get(
-        self, http: aiohttp.ClientSession, *, max_age: float, wait_seconds: float, failure_ttl: float = 0.0
+        self, http: aiohttp.ClientSession, *, max_age: float, wait_seconds: float, failure_ttl: float = 0.0,
+        stale_ok: bool = False,
     ) -> str | None:
         """The version, if Appwrite told it within `max_age` seconds; else asked now (at most
         `wait_seconds`). None when it cannot be read, and, for `failure_ttl` seconds after a
-        failed probe, without asking again."""
+        failed probe, without asking again. With `stale_ok`, an older answer is returned at once
+        while the probe runs, so no caller waits on Appwrite once it has answered."""
         now = self._clock()
         if self._version is not None and now - self._told_at < max_age:
             return self._version
@@ -38,6 +40,8 @@ class AppwriteVersion:
         if self._probe is None:
             self._probe = asyncio.create_task(self._ask(http, wait_seconds))
             self._probe.add_done_callback(self._forget_probe)
+        if stale_ok and self._version is not None:
+            return self._version
         try:
             # A caller with a shorter timeout than the probe in flight stops waiting, not the probe.
             return await asyncio.wait_for(asyncio.shield(self._probe), wait_seconds)

@@ -106,6 +106,9 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
 def _allowed_handshake(request: web.Request, settings: Settings) -> Handshake:
     """Every spelling of `channels` Appwrite would read is checked; only the checked ones go upstream."""
     handshake = read_handshake(request.rel_url.raw_query_string)
+    if len(handshake.channels) > settings.relay_max_channels:
+        raise ProblemError("channel_not_allowed",
+                           f"At most {settings.relay_max_channels} channels per socket (RELAY_MAX_CHANNELS).")
     denied = denied_channels(handshake.channels, settings.relay_channels_allow)
     if denied:
         raise ProblemError("channel_not_allowed", f"Channels not allowed here: {shown(denied)}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,10 +76,12 @@ def shown(channels: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do with one frame from the page: forward `forward`, answer `reply`, or (neither) drop it."""
+    """What to do with one frame from the page: forward `forward` (the relay's re-encoding of
+    `frame`), answer `reply`, or (neither) drop it."""
 
     forward: str | None = None
     reply: str | None = None
+    frame: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def screen_frame(data: str | bytes, patterns: tuple[str, ...]) -> Verdict:
@@ -110,7 +112,7 @@ def screen_frame(data: str | bytes, patterns: tuple[str, ...]) -> Verdict:
         forward.encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return _unreadable("it holds values Appwrite cannot read")
-    return Verdict(forward=forward)
+    return Verdict(forward=forward, frame=frame)
 
 
 def _subscribed(data: Any) -> list[str] | None:

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -17,6 +18,7 @@ from appwrite_token_exchange.appwrite.client import UpstreamError
 from appwrite_token_exchange.keys import APPWRITE, HANDSHAKE_SPAN, LIFECYCLE, METRICS, RELAYS, SETTINGS, TRACING
 from appwrite_token_exchange.observability import audit
 from appwrite_token_exchange.relay.policy import screen_frame
+from appwrite_token_exchange.relay.subscriptions import Subscriptions, subscription_id_of
 from appwrite_token_exchange.relay.upstream import too_large
 
 # A client that cannot take a frame within this long is not reading: close it rather than buffer.
@@ -39,6 +41,10 @@ class _SlowClient(Exception):
     """The browser stopped reading; its socket is closed instead of buffering without bound."""
 
 
+class SocketEnded(Exception):
+    """The socket ends for the reason already recorded (`_end`), from inside a pump."""
+
+
 class Relay:
     """One relayed socket: two pumps, a session re-check, and the shutdown signal."""
 
@@ -59,6 +65,7 @@ class Relay:
         self._patterns = request.app[SETTINGS].relay_channels_allow
         self._metrics = request.app[METRICS]
         self._handshake_span = request.get(HANDSHAKE_SPAN)
+        self._subscriptions: Subscriptions | None = None  # made at the page's first subscribe frame
 
     async def run(self) -> None:
         self._app[RELAYS].add(self)
@@ -99,10 +106,11 @@ class Relay:
             **self._fields,
         )
 
-    def _end(self, reason: str, code: int) -> None:
-        """Record why the socket ends; the first reason wins."""
+    def _end(self, reason: str, code: int) -> str:
+        """Record why the socket ends; the first reason wins. Returns the reason given."""
         if self._stats.close_reason is None:
             self._stats.close_reason, self._stats.close_code = reason, code
+        return reason
 
     async def _close(self, code: int, reason: str) -> None:
         """Upstream first: it must not stay open however the client side ends."""
@@ -121,17 +129,43 @@ class Relay:
             if verdict.reply is not None:
                 await self._reply(verdict.reply)
             elif verdict.forward is not None:
-                await self._forward(verdict.forward)
+                await self._forward(verdict.forward, verdict.frame or {})
         self._end("client_closed", WSCloseCode.OK)
 
     async def _reply(self, text: str) -> None:
         """The relay's own answer to a page's frame (a refusal, from the policy)."""
         await self._send_client_str(text)
 
-    async def _forward(self, text: str) -> None:
-        """A frame the policy let through, as the relay re-encoded it."""
+    async def _forward(self, text: str, frame: dict[str, Any]) -> None:
+        """A frame the policy let through, as the relay re-encoded it; its subscriptions counted."""
+        if frame.get("type") in ("subscribe", "unsubscribe") and isinstance(frame.get("data"), list):
+            self._count_subscriptions(frame["type"], frame["data"])
         await self._upstream.send_str(text)
         self._count("to_appwrite", len(text))
+
+    def _count_subscriptions(self, kind: str, items: list[Any]) -> None:
+        """Appwrite keeps what the page subscribes to; the relay holds the page to its caps."""
+        items = [item for item in items if isinstance(item, dict)]
+        subscriptions = self.subscriptions
+        if kind == "unsubscribe":
+            for item in items:
+                if isinstance(item.get("subscriptionId"), str):
+                    subscriptions.remove(item["subscriptionId"])
+            return
+        wanted = [(str(subscription_id_of(item)), [c for c in item.get("channels") or [] if isinstance(c, str)])
+                  for item in items if isinstance(item.get("channels"), list)]
+        self._hold_to_caps(subscriptions.add_all(wanted))
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        if self._subscriptions is None:
+            settings = self._app[SETTINGS]
+            self._subscriptions = Subscriptions(settings.relay_max_subscriptions, settings.relay_max_channels)
+        return self._subscriptions
+
+    def _hold_to_caps(self, over: str | None) -> None:
+        if over is not None:
+            raise SocketEnded(self._end(over, WSCloseCode.POLICY_VIOLATION))
 
     async def _to_client(self) -> None:
         async for message in self._upstream:

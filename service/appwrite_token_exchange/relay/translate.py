@@ -9,6 +9,12 @@ For those servers the relay speaks the newer protocol to the page and the older 
 - a `subscribe` frame is answered by the relay (`response`, `success`, the subscriptions), and
   when it adds channels the upstream socket does not carry, a new upstream socket is opened with
   every channel of the page in its URL (checked by the channel policy, built by upstream_url);
+- subscribe frames that need new channels are served by one reopen: the relay waits briefly
+  (MERGE_SECONDS) and, when the socket or its client IP has reopened too often
+  (RELAY_RECONNECTS_PER_SOCKET, RELAY_RECONNECTS_PER_IP), until it may reopen again; every subscribe
+  frame that arrives meanwhile joins that reopen, and each is answered, in order, once it holds.
+  A page's subscriptions and channels are capped (relay_subscriptions); past a cap the socket is
+  closed with 1008;
 - `unsubscribe` is answered by the relay and only stops routing: the upstream socket keeps the
   channel until the next reopen, which costs nothing the page can see and saves a reconnect
   (Appwrite allows 128 connects per minute per client IP);
@@ -42,17 +48,19 @@ import contextlib
 import hashlib
 import json
 import re
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appwrite_token_exchange.appwrite.version import AppwriteVersion
-from appwrite_token_exchange.keys import SETTINGS
+from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
-from appwrite_token_exchange.relay.policy import FORMAT_INVALID, Handshake
-from appwrite_token_exchange.relay.pump import Relay
+from appwrite_token_exchange.relay.policy import FORMAT_INVALID, Handshake, screen_frame
+from appwrite_token_exchange.relay.pump import Relay, SocketEnded
+from appwrite_token_exchange.relay.subscriptions import subscription_id_of
 from appwrite_token_exchange.relay.upstream import connect_upstream, too_large
 from appwrite_token_exchange.settings import Settings
 
@@ -63,8 +71,18 @@ BOOTSTRAP_CHANNELS = ("account",)
 # Versions between 1.9.0 and 1.9.6 were not checked, so they are translated too: translation works
 # against every server, skipping it only where it is known to be unneeded.
 FIRST_FRAME_SUBSCRIBING_VERSION = (1, 9, 6)
-# A version answer is trusted this long, so an upgraded Appwrite is noticed without a restart.
+# A version answer is trusted this long, so an upgraded Appwrite is noticed without a restart (an
+# older answer still serves while it is asked again).
 VERSION_CACHE_SECONDS = 300.0
+# After a failed probe, sockets are translated without asking again for this long: a hanging
+# /v1/health/version must not hold up every handshake.
+VERSION_FAILURE_SECONDS = 30.0
+# How long a subscribe frame that needs new channels waits for others to join its reopen: the SDK
+# sends one frame per `subscribe()` call, and a page often makes several in a row.
+MERGE_SECONDS = 0.05
+# A socket whose client IP stays over RELAY_RECONNECTS_PER_IP this many waits in a row (each up to
+# the window) is closed with 1013 instead: its page reconnects and subscribes afresh.
+MAX_IP_WAITS = 10
 # Fingerprints of events kept during a swap (more than a swap's worth of events on any socket).
 _MAX_MARKS = 4096
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
@@ -85,8 +103,9 @@ class UrlChannels:
     """APPWRITE_REALTIME_CHANNELS_IN_URL: `yes`, `no`, or (`auto`) what Appwrite's version says.
 
     The version is asked of `GET /v1/health/version` when a page first needs the answer, not at
-    start (Appwrite may be down then), and again after VERSION_CACHE_SECONDS. A failed probe is not
-    kept: that socket is translated, and the next one asks again.
+    start (Appwrite may be down then), and again after VERSION_CACHE_SECONDS while the older answer
+    still serves. A failed probe is remembered for VERSION_FAILURE_SECONDS: those sockets are
+    translated (which works against every server) without waiting for Appwrite again.
     """
 
     def __init__(self, settings: Settings, version: AppwriteVersion) -> None:
@@ -98,7 +117,8 @@ class UrlChannels:
         if mode != "auto":
             return mode == "yes"
         version = await self._version.get(
-            http, max_age=VERSION_CACHE_SECONDS, wait_seconds=self._settings.upstream_timeout_seconds
+            http, max_age=VERSION_CACHE_SECONDS, wait_seconds=self._settings.upstream_timeout_seconds,
+            failure_ttl=VERSION_FAILURE_SECONDS, stale_ok=True,
         )
         return needs_channels_in_url(version)
 
@@ -117,8 +137,8 @@ class TranslatingRelay(Relay):
         super().__init__(request, client, upstream, session, fields)
         self._request = request
         self._channels: tuple[str, ...] = BOOTSTRAP_CHANNELS
-        # The page's subscriptions: id -> channels, in the order they came.
-        self._subscriptions: dict[str, list[str]] = {}
+        # When this socket last reopened upstream (RELAY_RECONNECTS_PER_SOCKET).
+        self._reopened: deque[float] = deque()
         self._readers: dict[aiohttp.ClientWebSocketResponse, asyncio.Task[None]] = {}
         self._retired: set[aiohttp.ClientWebSocketResponse] = set()
         # Events read during a swap, by fingerprint -> the socket they were read on.
@@ -195,8 +215,8 @@ class TranslatingRelay(Relay):
             return
         data: dict[str, Any] = frame["data"]
         channels = data.get("channels")
-        channels = set(channels) if isinstance(channels, list) else set()
-        ids = [sid for sid, wanted in self._subscriptions.items() if channels.intersection(wanted)]
+        channels = channels if isinstance(channels, list) else []
+        ids = self.subscriptions.ids_for(channels)
         if not ids:
             return
         if self._marks is not None and self._seen_on_other_socket(upstream, data):
@@ -226,36 +246,104 @@ class TranslatingRelay(Relay):
     async def _reply(self, text: str) -> None:
         await self._send_ordered(text)
 
-    async def _forward(self, text: str) -> None:
+    async def _forward(self, text: str, frame: dict[str, Any]) -> None:
         """Subscriptions are the relay's to answer; other frames go to the current upstream socket."""
-        frame = json.loads(text)
         if frame["type"] == "subscribe":
-            await self._send_ordered(await self._subscribe(frame.get("data")))
+            await self._subscribe(frame.get("data"))
         elif frame["type"] == "unsubscribe":
             await self._send_ordered(self._unsubscribe(frame.get("data")))
         else:
             if frame["type"] == "ping":
                 self._pings[self._upstream] = self._pings.get(self._upstream, 0) + 1
-            await super()._forward(text)
+            await super()._forward(text, frame)
 
-    async def _subscribe(self, items: Any) -> str:
+    async def _subscribe(self, items: Any) -> None:
         parsed = _subscribe_items(items)
         if isinstance(parsed, str):
-            return _error(FORMAT_INVALID, parsed)
-        before = {sid: list(channels) for sid, channels in self._subscriptions.items()}
-        answered = []
-        for subscription_id, channels in parsed:
-            # As Appwrite: a reused id gains the new channels rather than losing its old ones.
-            known = self._subscriptions.get(subscription_id, [])
-            self._subscriptions[subscription_id] = list(dict.fromkeys([*known, *channels]))
-            answered.append({"subscriptionId": subscription_id, "channels": channels, "queries": []})
-        wanted = tuple(dict.fromkeys(c for channels in self._subscriptions.values() for c in channels))
-        if not set(wanted) <= set(self._channels):
-            refusal = await self._swap(wanted)
-            if refusal is not None:
-                self._subscriptions = before
-                return refusal
-        return json.dumps({"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": answered}})
+            await self._send_ordered(_error(FORMAT_INVALID, parsed))
+            return
+        before = self.subscriptions.copy()
+        self._hold_to_caps(self.subscriptions.add_all(parsed))
+        if set(self.subscriptions.channels) <= set(self._channels):
+            await self._send_ordered(_answer(parsed))
+            return
+        batch, held = await self._join_while_waiting([parsed])
+        refusal = await self._swap(self.subscriptions.channels)
+        if refusal is not None:
+            self._subscriptions = before
+        for joined in batch:
+            await self._send_ordered(refusal or _answer(joined))
+        if held is not None:
+            await self._take(held)
+
+    async def _join_while_waiting(
+        self, batch: list[list[tuple[str, list[str]]]]
+    ) -> tuple[list[list[tuple[str, list[str]]]], aiohttp.WSMessage | None]:
+        """Wait until this socket may reopen upstream; subscribe frames the page sends meanwhile join
+        the batch. The first other frame ends the joining and is returned, to be taken after it."""
+        allowed = asyncio.create_task(self._reopen_allowed())
+        held: aiohttp.WSMessage | None = None
+        try:
+            while held is None:
+                receiving = asyncio.ensure_future(self._client.receive())
+                await asyncio.wait({allowed, receiving}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()  # aiohttp's receive() gives a cancelled read back untouched
+                    await asyncio.gather(receiving, return_exceptions=True)
+                    break
+                message = receiving.result()
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    # No reopen for a page that left.
+                    raise SocketEnded(self._end("client_closed", WSCloseCode.OK))
+                joined = self._joinable(message)
+                if joined is None:
+                    held = message
+                else:
+                    self._hold_to_caps(self.subscriptions.add_all(joined))
+                    batch.append(joined)
+            await allowed
+        finally:
+            allowed.cancel()
+        return batch, held
+
+    def _joinable(self, message: aiohttp.WSMessage) -> list[tuple[str, list[str]]] | None:
+        """The items of a well-formed subscribe frame the policy lets through, else None."""
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return None
+        verdict = screen_frame(message.data, self._patterns)
+        if verdict.frame is None or verdict.frame.get("type") != "subscribe":
+            return None
+        parsed = _subscribe_items(verdict.frame.get("data"))
+        return None if isinstance(parsed, str) else parsed
+
+    async def _take(self, message: aiohttp.WSMessage) -> None:
+        """A frame read while a reopen was waiting, handled as the pump would have."""
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return
+        verdict = screen_frame(message.data, self._patterns)
+        if verdict.reply is not None:
+            await self._reply(verdict.reply)
+        elif verdict.forward is not None:
+            await self._forward(verdict.forward, verdict.frame or {})
+
+    async def _reopen_allowed(self) -> None:
+        """Until this socket and its client IP may open one more upstream socket (then counted)."""
+        await asyncio.sleep(MERGE_SECONDS)
+        policy = self._app[SETTINGS].relay_reconnects_per_socket
+        if policy is not None:
+            while len(self._reopened) >= policy.limit:
+                wait = self._reopened[0] + policy.window_seconds - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._reopened.popleft()
+            self._reopened.append(time.monotonic())
+        limits = self._app[ACCESS_LIMITS]
+        for _ in range(MAX_IP_WAITS):
+            wait = await limits.reconnect_wait(self._request[CLIENT_IP])
+            if not wait:
+                return
+            await asyncio.sleep(wait)
+        raise SocketEnded(self._end("reconnects_exhausted", WSCloseCode.TRY_AGAIN_LATER))
 
     def _unsubscribe(self, items: Any) -> str:
         if not isinstance(items, list) or not all(
@@ -264,10 +352,7 @@ class TranslatingRelay(Relay):
         ):
             return _error(FORMAT_INVALID, "items: Each unsubscribe payload must include a non-empty subscriptionId.")
         removed = [
-            {
-                "subscriptionId": item["subscriptionId"],
-                "removed": self._subscriptions.pop(item["subscriptionId"], None) is not None,
-            }
+            {"subscriptionId": item["subscriptionId"], "removed": self.subscriptions.remove(item["subscriptionId"])}
             for item in items
         ]
         return json.dumps(
@@ -348,9 +433,7 @@ def _subscribe_items(items: Any) -> list[tuple[str, list[str]]] | str:
     for item in items:
         if not isinstance(item, dict):
             return "items: Each subscribe payload must be an object."
-        subscription_id = item.get("subscriptionId")
-        if subscription_id is None:
-            subscription_id = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:20]
+        subscription_id = subscription_id_of(item)
         if not isinstance(subscription_id, str) or not _ID.fullmatch(subscription_id):
             return "items: subscriptionId is not a valid id."
         channels = item.get("channels")
@@ -360,6 +443,11 @@ def _subscribe_items(items: Any) -> list[tuple[str, list[str]]] | str:
             return "items: this Appwrite server reads channels only from the socket URL and cannot apply queries."
         parsed.append((subscription_id, channels))
     return parsed
+
+
+def _answer(items: list[tuple[str, list[str]]]) -> str:
+    answered = [{"subscriptionId": sid, "channels": channels, "queries": []} for sid, channels in items]
+    return json.dumps({"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": answered}})
 
 
 def _json(text: str) -> Any:

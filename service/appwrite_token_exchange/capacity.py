@@ -1,0 +1,106 @@
+"""How much the relay may hold, sized to the memory the process may use.
+
+A pod that reaches its memory limit is OOM-killed, and every socket it holds drops at once; a cap
+refuses one handshake with 503 and the page retries elsewhere. So when the container has a memory
+limit (cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`), the socket cap and the budget for
+event bytes in flight are derived from it, with the costs measured by the relay benchmark
+(docs/performance.md) and a stated headroom. Explicit settings still win.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+# Measured by `python -m bench --only relay` (docs/performance.md, "Relay memory"): the process at
+# rest with its token route warm, and one idle relayed socket with a TLS upstream (the dearest kind;
+# plain ws:// and translated sockets cost less).
+BASE_BYTES = 72 * MIB
+SOCKET_BYTES = 48 * 1024
+# Kept free for what is not counted: the allocator's fragmentation, GC generations, bursts of
+# token requests.
+HEADROOM = 0.15
+# The share of the limit that event bytes in flight (read from Appwrite, not yet written to the
+# page) may take, and what each counted byte costs in memory while it is processed (the bytes
+# read, the decoded text, the frame written).
+IN_FLIGHT_SHARE = 0.10
+IN_FLIGHT_COPIES = 3
+# Without a known limit: the caps of a process that has the machine to itself.
+UNLIMITED_SOCKETS = 10_000
+UNLIMITED_IN_FLIGHT_BYTES = 256 * MIB
+
+_CGROUP_V2 = "memory.max"
+_CGROUP_V1 = "memory/memory.limit_in_bytes"
+# cgroup v1 writes "no limit" as the largest page-aligned 64-bit value; anything near it is none.
+_V1_UNLIMITED = 1 << 60
+_SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi|K|M|G)?$")
+_UNITS = {None: 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    bytes: int | None
+    source: str  # "cgroup v2", "cgroup v1", "CONTAINER_MEMORY_LIMIT", "none", or "auto" (not read yet)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the relay may hold, and why (shown at start and in /readyz)."""
+
+    limit: MemoryLimit
+    max_sockets: int
+    max_bytes_in_flight: int
+    derived: tuple[str, ...]  # the settings that were derived rather than set
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "memoryLimitBytes": self.limit.bytes,
+            "memoryLimitSource": self.limit.source,
+            "maxSockets": self.max_sockets,
+            "maxBytesInFlight": self.max_bytes_in_flight,
+            "derived": list(self.derived),
+        }
+
+
+def parse_size(text: str) -> int | None:
+    """A Kubernetes-style quantity ("256Mi", "268435456", "1G"); None when it is not one."""
+    found = _SIZE.match(text.strip())
+    if found is None:
+        return None
+    return int(found.group(1)) * _UNITS[found.group(2)]
+
+
+def container_memory_limit(root: Path = Path("/sys/fs/cgroup")) -> MemoryLimit:
+    """The memory limit of the cgroup this process runs in, as the container sees it."""
+    for name, source in ((_CGROUP_V2, "cgroup v2"), (_CGROUP_V1, "cgroup v1")):
+        try:
+            text = (root / name).read_text().strip()
+        except OSError:
+            continue
+        if text == "max" or not text.isdigit():
+            return MemoryLimit(None, "none")
+        value = int(text)
+        return MemoryLimit(None if value >= _V1_UNLIMITED else value, source if value < _V1_UNLIMITED else "none")
+    return MemoryLimit(None, "none")
+
+
+def plan(limit: MemoryLimit, max_sockets: int | None, max_bytes_in_flight: int | None) -> Capacity:
+    """The caps for this limit (one still `auto` counts as none); a cap given explicitly is kept."""
+    derived = []
+    if max_bytes_in_flight is None:
+        derived.append("RELAY_MAX_BYTES_IN_FLIGHT")
+        max_bytes_in_flight = (
+            UNLIMITED_IN_FLIGHT_BYTES if limit.bytes is None else int(limit.bytes * IN_FLIGHT_SHARE)
+        )
+    if max_sockets is None:
+        derived.append("RELAY_MAX_SOCKETS")
+        max_sockets = UNLIMITED_SOCKETS if limit.bytes is None else sockets_for(limit.bytes, max_bytes_in_flight)
+    return Capacity(limit, max_sockets, max_bytes_in_flight, tuple(derived))
+
+
+def sockets_for(limit_bytes: int, bytes_in_flight: int) -> int:
+    """Relayed sockets that fit in `limit_bytes` beside the process and its events in flight."""
+    spare = limit_bytes * (1 - HEADROOM) - BASE_BYTES - bytes_in_flight * IN_FLIGHT_COPIES
+    return max(1, int(spare // SOCKET_BYTES))

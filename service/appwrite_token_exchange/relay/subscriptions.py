@@ -1,0 +1,93 @@
+"""A page's subscriptions on one relayed socket: capped, and indexed by channel.
+
+Each subscription and each channel is state the relay keeps for the socket's life and consults for
+every event, so a page may hold at most RELAY_MAX_SUBSCRIPTIONS and RELAY_MAX_CHANNELS; a frame
+that would go past either is refused whole (the socket is then closed with 1008). Routing an event
+looks up only its own channels, never the whole set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+TOO_MANY_CHANNELS = "too_many_channels"
+
+
+class Subscriptions:
+    def __init__(self, max_subscriptions: int, max_channels: int) -> None:
+        self._max_subscriptions = max_subscriptions
+        self._max_channels = max_channels
+        self._order = 0
+        # id -> (its place in subscription order, its channels)
+        self._by_id: dict[str, tuple[int, tuple[str, ...]]] = {}
+        # channel -> the ids subscribed to it (an insertion-ordered set)
+        self._by_channel: dict[str, dict[str, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Every channel some subscription holds, in the order they were first asked for."""
+        return tuple(self._by_channel)
+
+    def add_all(self, items: list[tuple[str, list[str]]]) -> str | None:
+        """Add every (id, channels) of one frame, or none of them: the cap it would pass, else None.
+        As Appwrite does, a known id gains the new channels rather than losing its old ones."""
+        ids = {subscription_id for subscription_id, _ in items} - self._by_id.keys()
+        if len(self._by_id) + len(ids) > self._max_subscriptions:
+            return TOO_MANY_SUBSCRIPTIONS
+        added = {channel for _, channels in items for channel in channels} - self._by_channel.keys()
+        if len(self._by_channel) + len(added) > self._max_channels:
+            return TOO_MANY_CHANNELS
+        for subscription_id, channels in items:
+            self._add(subscription_id, channels)
+        return None
+
+    def _add(self, subscription_id: str, channels: list[str]) -> None:
+        place, known = self._by_id.get(subscription_id, (self._order, ()))
+        self._order += subscription_id not in self._by_id
+        merged = tuple(dict.fromkeys((*known, *channels)))
+        self._by_id[subscription_id] = (place, merged)
+        for channel in merged[len(known):]:
+            self._by_channel.setdefault(channel, {})[subscription_id] = None
+
+    def remove(self, subscription_id: str) -> bool:
+        found = self._by_id.pop(subscription_id, None)
+        if found is None:
+            return False
+        for channel in found[1]:
+            holders = self._by_channel[channel]
+            del holders[subscription_id]
+            if not holders:
+                del self._by_channel[channel]
+        return True
+
+    def ids_for(self, channels: Iterable[object]) -> list[str]:
+        """The subscriptions an event on these channels is for, in subscription order."""
+        found: dict[str, None] = {}
+        for channel in channels:
+            if isinstance(channel, str) and channel in self._by_channel:
+                found.update(self._by_channel[channel])
+        if len(found) < 2:
+            return list(found)
+        return sorted(found, key=lambda subscription_id: self._by_id[subscription_id][0])
+
+    def copy(self) -> Subscriptions:
+        twin = Subscriptions(self._max_subscriptions, self._max_channels)
+        twin._order = self._order
+        twin._by_id = dict(self._by_id)
+        twin._by_channel = {channel: dict(ids) for channel, ids in self._by_channel.items()}
+        return twin
+
+
+def subscription_id_of(item: dict[str, Any]) -> object:
+    """The item's id, or (as Appwrite makes one up when a page gives none) one stable per item."""
+    given = item.get("subscriptionId")
+    if given is not None:
+        return given
+    return hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:20]
