@@ -28,6 +28,7 @@ from appwrite_token_exchange.keys import (
     LOGGED_ONCE,
     METRICS,
     READINESS_CHECKS,
+    RELAY_BUDGET,
     RELAY_HTTP,
     RELAY_SLOTS,
     RELAY_URL_CHANNELS,
@@ -42,6 +43,7 @@ from appwrite_token_exchange.observability.log_once import LogOnce
 from appwrite_token_exchange.observability.metrics import Metrics
 from appwrite_token_exchange.observability.tracing import Tracer, create_tracing, tracing_middleware
 from appwrite_token_exchange.paths import RELAY_PATH, TOKEN_PATH
+from appwrite_token_exchange.relay.budget import ByteBudget
 from appwrite_token_exchange.relay.handler import relay
 from appwrite_token_exchange.relay.slots import RelaySlots
 from appwrite_token_exchange.relay.translate import UrlChannels
@@ -76,9 +78,10 @@ def create_app(settings: Settings) -> web.Application:
         settings.circuit_cooldown_seconds,
         on_state_change=metrics.set_circuit,
     )
-    app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness}
+    app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness, "relay": lambda: _relay_capacity(app)}
     app[RELAYS] = set()
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
+    app[RELAY_BUDGET] = ByteBudget(settings.relay_max_bytes_in_flight)
     app[APPWRITE_VERSION] = AppwriteVersion(settings.appwrite_endpoint)
     app[RELAY_URL_CHANNELS] = UrlChannels(settings, app[APPWRITE_VERSION])
     app[LOGGED_ONCE] = LogOnce()
@@ -170,7 +173,19 @@ async def _announce(app: web.Application) -> None:
         allowed_origins=sorted(settings.allowed_origins),
         jwt_signature_checked=bool(settings.appwrite_jwt_secrets),
         tracing="on" if settings.tracing else "off",
+        relay_capacity=settings.capacity.to_json() if settings.capacity else None,
     )
+
+
+def _relay_capacity(app: web.Application) -> dict[str, object]:
+    """What the relay holds against what it may (RELAY_MAX_SOCKETS, RELAY_MAX_BYTES_IN_FLIGHT)."""
+    capacity = app[SETTINGS].capacity
+    return {
+        "status": "ok",
+        "sockets": app[RELAY_SLOTS].open,
+        "bytesInFlight": app[RELAY_BUDGET].used,
+        **(capacity.to_json() if capacity else {}),
+    }
 
 
 async def _start_drain(app: web.Application) -> None:

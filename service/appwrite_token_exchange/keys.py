@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from appwrite_token_exchange.observability.log_once import LogOnce
     from appwrite_token_exchange.observability.metrics import Metrics
     from appwrite_token_exchange.observability.tracing import Tracer
+    from appwrite_token_exchange.relay.budget import ByteBudget
     from appwrite_token_exchange.relay.pump import Relay
     from appwrite_token_exchange.relay.slots import RelaySlots
     from appwrite_token_exchange.relay.translate import UrlChannels
@@ -49,6 +50,7 @@ UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
 RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
 # Relayed-socket slots: the process cap and each client IP's, session's and user's share.
 RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
+RELAY_BUDGET: web.AppKey[ByteBudget] = web.AppKey("relay_budget")
 # Whether the relay puts a page's channels into the upstream URL (servers 1.8.x and 1.9.0).
 RELAY_URL_CHANNELS: web.AppKey[UrlChannels] = web.AppKey("relay_url_channels")
 APPWRITE_VERSION: web.AppKey[AppwriteVersion] = web.AppKey("appwrite_version")

@@ -15,7 +15,16 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appwrite_token_exchange.appwrite.client import UpstreamError
-from appwrite_token_exchange.keys import APPWRITE, HANDSHAKE_SPAN, LIFECYCLE, METRICS, RELAYS, SETTINGS, TRACING
+from appwrite_token_exchange.keys import (
+    APPWRITE,
+    HANDSHAKE_SPAN,
+    LIFECYCLE,
+    METRICS,
+    RELAY_BUDGET,
+    RELAYS,
+    SETTINGS,
+    TRACING,
+)
 from appwrite_token_exchange.observability import audit
 from appwrite_token_exchange.relay.policy import screen_frame
 from appwrite_token_exchange.relay.subscriptions import Subscriptions, subscription_id_of
@@ -64,6 +73,7 @@ class Relay:
         self._stats = RelayStats()
         self._patterns = request.app[SETTINGS].relay_channels_allow
         self._metrics = request.app[METRICS]
+        self._budget = request.app[RELAY_BUDGET]
         self._handshake_span = request.get(HANDSHAKE_SPAN)
         self._subscriptions: Subscriptions | None = None  # made at the page's first subscribe frame
 
@@ -175,11 +185,18 @@ class Relay:
                 await self._send_client_bytes(message.data)
             elif too_large(message):
                 break
+            else:
+                continue
+            self._budget.passed_on(self._upstream, message.data)
         self._upstream_ended(self._upstream)
 
     def _upstream_ended(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
         """Why the socket ends when the upstream one did."""
         code = upstream.close_code
+        if self._budget.cut(upstream):
+            # Its event would have passed RELAY_MAX_BYTES_IN_FLIGHT: lost, and the page asked to retry.
+            self._end("relay_busy", WSCloseCode.TRY_AGAIN_LATER)
+            return
         if code == WSCloseCode.MESSAGE_TOO_BIG:
             # An event over RELAY_MAX_EVENT_BYTES: it is lost, and the page is told so with 1009
             # (not 1008), so the SDK reconnects and resubscribes.

@@ -58,7 +58,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from appwrite_token_exchange.appwrite.version import AppwriteVersion
 from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
-from appwrite_token_exchange.relay.policy import FORMAT_INVALID, Handshake, screen_frame
+from appwrite_token_exchange.relay.policy import FORMAT_INVALID, POLICY_VIOLATION, Handshake, screen_frame, upstream_url
 from appwrite_token_exchange.relay.pump import Relay, SocketEnded
 from appwrite_token_exchange.relay.subscriptions import subscription_id_of
 from appwrite_token_exchange.relay.upstream import connect_upstream, too_large
@@ -77,6 +77,9 @@ VERSION_CACHE_SECONDS = 300.0
 # After a failed probe, sockets are translated without asking again for this long: a hanging
 # /v1/health/version must not hold up every handshake.
 VERSION_FAILURE_SECONDS = 30.0
+# The upstream URL carries every channel of the page; HTTP servers refuse a request line much
+# longer than 8 KiB (aiohttp's and nginx's default), so a reopen that would need more is refused.
+MAX_URL_BYTES = 8000
 # How long a subscribe frame that needs new channels waits for others to join its reopen: the SDK
 # sends one frame per `subscribe()` call, and a page often makes several in a row.
 MERGE_SECONDS = 0.05
@@ -85,6 +88,9 @@ MERGE_SECONDS = 0.05
 MAX_IP_WAITS = 10
 # Fingerprints of events kept during a swap (more than a swap's worth of events on any socket).
 _MAX_MARKS = 4096
+# The clock and the wait of the reopen limits (tests put a fake clock in their place).
+_clock = time.monotonic
+_pause = asyncio.sleep
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
@@ -181,7 +187,8 @@ class TranslatingRelay(Relay):
         async for message in upstream:
             if message.type is WSMsgType.TEXT:
                 await self._from_upstream(upstream, message.data)
-            elif too_large(message):
+                self._budget.passed_on(upstream, message.data)
+            elif too_large(message) or self._budget.cut(upstream):
                 # Over RELAY_MAX_EVENT_BYTES on either socket: the event is lost, and the page told.
                 self._upstream_ended(upstream)
                 self._lost.set()
@@ -332,17 +339,17 @@ class TranslatingRelay(Relay):
         policy = self._app[SETTINGS].relay_reconnects_per_socket
         if policy is not None:
             while len(self._reopened) >= policy.limit:
-                wait = self._reopened[0] + policy.window_seconds - time.monotonic()
+                wait = self._reopened[0] + policy.window_seconds - _clock()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await _pause(wait)
                 self._reopened.popleft()
-            self._reopened.append(time.monotonic())
+            self._reopened.append(_clock())
         limits = self._app[ACCESS_LIMITS]
         for _ in range(MAX_IP_WAITS):
             wait = await limits.reconnect_wait(self._request[CLIENT_IP])
             if not wait:
                 return
-            await asyncio.sleep(wait)
+            await _pause(wait)
         raise SocketEnded(self._end("reconnects_exhausted", WSCloseCode.TRY_AGAIN_LATER))
 
     def _unsubscribe(self, items: Any) -> str:
@@ -362,6 +369,9 @@ class TranslatingRelay(Relay):
     async def _swap(self, channels: tuple[str, ...]) -> str | None:
         """Open the upstream socket for `channels`, switch to it, close the old one; None when done,
         else the error frame for the page (the old socket then stays)."""
+        settings = self._app[SETTINGS]
+        if len(upstream_url(settings.appwrite_endpoint, settings.project_id, Handshake(channels, ()))) > MAX_URL_BYTES:
+            return _error(POLICY_VIOLATION, "These channels do not fit in one socket's URL on this Appwrite server.")
         self._marks = OrderedDict()
         try:
             try:

@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
-from appwrite_token_exchange.keys import CLIENT_IP, RELAY_HTTP, REQUEST_ID, SETTINGS, TRACING
+from appwrite_token_exchange.keys import CLIENT_IP, RELAY_BUDGET, RELAY_HTTP, REQUEST_ID, SETTINGS, TRACING
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.relay.policy import Handshake, upstream_url
 
@@ -43,7 +43,9 @@ async def connect_upstream(
     }
     with tracing.client_span("GET /realtime (WebSocket)", attributes):
         tracing.inject(headers)
-        return await _ws_connect(request, url, headers)
+        upstream = await _ws_connect(request, url, headers)
+    request.app[RELAY_BUDGET].meter(upstream)
+    return upstream
 
 
 async def _ws_connect(
