@@ -2,6 +2,9 @@
 answers and tokens), without the test-only request recorder, fault injection and access log.
 
     python -m bench.lean_emulator --port P      (EMULATOR_* variables as for `token-exchange emulator`)
+
+--max-body-bytes raises aiohttp's own cap on request bodies (1 MiB), which Appwrite does not share:
+the relay benchmark publishes events of several MiB through the control API.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from appwrite_token_exchange.emulator.keys import (
 )
 from appwrite_token_exchange.emulator.realtime.handler import realtime
 
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # aiohttp's own default
 
-def create_lean_app(config: EmulatorConfig) -> web.Application:
+
+def create_lean_app(config: EmulatorConfig, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> web.Application:
     full = create_emulator_app(config)
-    app = web.Application(middlewares=[appwrite_errors, require_project])
+    app = web.Application(middlewares=[appwrite_errors, require_project], client_max_size=max_body_bytes)
     # The control API still works (users, sessions, publish); it reads these from the app.
     app[EMULATOR_CONFIG] = full[EMULATOR_CONFIG]
     app[EMULATOR_STATE] = full[EMULATOR_STATE]
@@ -44,8 +49,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     args = parser.parse_args()
-    web.run_app(create_lean_app(EmulatorConfig.from_env()), host=args.host, port=args.port, access_log=None, print=None)
+    web.run_app(
+        create_lean_app(EmulatorConfig.from_env(), args.max_body_bytes), host=args.host, port=args.port,
+        access_log=None, print=None,
+    )
 
 
 if __name__ == "__main__":

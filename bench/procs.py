@@ -35,9 +35,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process now, or (`VmHWM`) at its peak so far."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 
@@ -105,6 +106,9 @@ class Child:
 
     def rss(self) -> int:
         return rss_kib(self.pid)
+
+    def peak_rss(self) -> int:
+        return rss_kib(self.pid, "VmHWM")
 
     def alive(self) -> bool:
         return self.popen.poll() is None

@@ -104,6 +104,19 @@ class ClientProcess:
         self._in.flush()
 
 
+def start_client(
+    children: Children, cores: Cores, server: Child, emulator: Child, sessions_file: Path, sockets: int, *more: str
+) -> Child:
+    """The relay client child (bench/relay_client.py) for `sockets` pages through `server`; `more`: its options."""
+    return children.start(
+        "relay-client",
+        [PYTHON, "-m", "bench.relay_client", "--service", f"http://127.0.0.1:{server.port}",
+         "--emulator", f"http://127.0.0.1:{emulator.port}", "--project", PROJECT,
+         "--sessions", str(sessions_file), "--sockets", str(sockets), *more],
+        cpus=cores.rest, stdin=subprocess.PIPE, stdout_pipe=True,
+    )
+
+
 def _attempt(
     children: Children,
     cores: Cores,
@@ -123,14 +136,8 @@ def _attempt(
     client_child: Child | None = None
     try:
         wait_http(service, "/livez")
-        client_child = children.start(
-            "relay-client",
-            [PYTHON, "-m", "bench.relay_client", "--service", f"http://127.0.0.1:{port}",
-             "--emulator", f"http://127.0.0.1:{emulator.port}", "--project", PROJECT,
-             "--sessions", str(sessions_file), "--sockets", str(attempt.wanted), "--probes", str(probes),
-             "--events", str(events)],
-            cpus=cores.rest, stdin=subprocess.PIPE, stdout_pipe=True,
-        )
+        client_child = start_client(children, cores, service, emulator, sessions_file, attempt.wanted,
+                                    "--probes", str(probes), "--events", str(events))
         client = ClientProcess(client_child)
         client.expect("warmed")
         attempt.rss_before_kib = service.rss()

@@ -1,11 +1,15 @@
 """The relay benchmark's client, in its own process: opens relayed sockets through the service (and a
-few straight to the emulator), then publishes timestamped events and measures their delivery.
+few straight to the emulator), then publishes timestamped events and measures their delivery, or
+runs a population scenario (bench/relay_pages.py) on the open pages.
 
 Driven over stdin/stdout, one JSON object per line, so the orchestrator can read the service's
 memory at the right moments:
     -> {"event": "warmed"}                      <- "open"
-    -> {"event": "opened", ...}                 <- "measure" | "close"
-    -> {"event": "delays", ...}                 <- "close"
+    -> {"event": "opened", ...}                 <- any of the commands below, then "close"
+       "measure"         -> {"event": "delays", ...}
+       "fanout REPEATS"  -> {"event": "fanout", ...}
+       "storm FRAMES"    -> {"event": "storm", ...}
+       "large BYTES"     -> {"event": "large", ...}
     -> {"event": "closed"}
 """
 
@@ -23,8 +27,8 @@ from typing import Any
 import aiohttp
 
 from bench.procs import raise_open_files_limit
+from bench.relay_pages import Arrivals, Mode, fan_out, large_event, open_page, percentile, swap_storm, watch
 
-CONNECT_TIMEOUT_SECONDS = 15.0
 EVENT_TIMEOUT_SECONDS = 2.0
 
 
@@ -46,6 +50,8 @@ class Options:
     events: int
     interval: float
     concurrency: int
+    mode: Mode = "plain"
+    max_msg_size: int = 1 << 20
 
 
 def say(**fields: Any) -> None:
@@ -58,13 +64,6 @@ async def command() -> str:
     return line.strip()
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
 class Client:
     def __init__(self, options: Options, http: aiohttp.ClientSession) -> None:
         self.o = options
@@ -75,27 +74,12 @@ class Client:
         self.failures: dict[str, int] = {}
         self.seen: dict[int, int] = {}
         self.arrived = asyncio.Event()
-
-    def url(self, base: str) -> str:
-        return f"{base.replace('http', 'ws', 1)}/v1/realtime?project={self.o.project}&channels[]=account"
+        # What the background pages receive, and whose pages they are (the population scenarios).
+        self.arrivals = Arrivals()
+        self.users: dict[str, None] = {}
 
     async def connect(self, base: str, cookie: str) -> aiohttp.ClientWebSocketResponse:
-        socket = await self.http.ws_connect(
-            self.url(base),
-            headers={"Cookie": f"a_session_{self.o.project}={cookie}"},
-            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-            autoping=True,
-            max_msg_size=1 << 20,
-        )
-        try:
-            first = await asyncio.wait_for(socket.receive(), CONNECT_TIMEOUT_SECONDS)
-            frame = json.loads(first.data) if first.type is aiohttp.WSMsgType.TEXT else None
-            if not isinstance(frame, dict) or frame.get("type") != "connected":
-                raise ConnectionError(f"no connected frame: {first.type.name} {str(first.data)[:120]}")
-        except BaseException:
-            await socket.close()
-            raise
-        return socket
+        return await open_page(self.http, base, self.o.project, cookie, self.o.mode, self.o.max_msg_size)
 
     async def warm(self, count: int) -> None:
         """Open and close a few relayed sockets, so the service's first-use costs are paid before measuring."""
@@ -123,9 +107,9 @@ class Client:
             async with semaphore:
                 if stop.is_set():
                     return
-                cookie = background_sessions[index % len(background_sessions)]["cookie"]
+                session = background_sessions[index % len(background_sessions)]
                 try:
-                    socket = await self.connect(self.o.service, cookie)
+                    socket = await self.connect(self.o.service, session["cookie"])
                 except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as error:
                     reason = type(error).__name__
                     if isinstance(error, aiohttp.WSServerHandshakeError):
@@ -134,7 +118,8 @@ class Client:
                     stop.set()  # as shipped, a cap shows up as failures: stop at the first one
                     return
                 self.background.append(socket)
-                self.readers.append(asyncio.create_task(self.drain(socket)))
+                self.users[session["user_id"]] = None
+                self.readers.append(asyncio.create_task(watch(socket, self.arrivals)))
 
         await asyncio.gather(*(one(i) for i in range(wanted)))
         relayed = len(self.background) + sum(1 for p in self.probes if p.kind == "relayed")
@@ -144,10 +129,6 @@ class Client:
             "failures": self.failures,
             "seconds": round(time.monotonic() - started, 2),
         }
-
-    async def drain(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        async for _ in socket:
-            pass
 
     async def read_probe(self, probe: Probe) -> None:
         async for message in probe.socket:
@@ -213,12 +194,27 @@ async def run(options: Options) -> None:
             if await command() != "open":
                 return
             say(event="opened", **await client.open_all())
-            if await command() == "measure":
-                say(event="delays", **await client.publish_events(options.sessions[0]["user_id"]))
-                await command()
+            while (line := await command()) not in ("close", ""):
+                say(**await scenario(client, *line.split()))
         finally:
             await client.close_all()
             say(event="closed")
+
+
+async def scenario(client: Client, name: str, size: str = "0") -> dict[str, Any]:
+    """One command of the orchestrator on the open pages; its answer, named as the command."""
+    o, pages = client.o, len(client.background)
+    if name == "measure":
+        return {"event": "delays", **await client.publish_events(o.sessions[0]["user_id"])}
+    if name == "fanout":
+        return {"event": "fanout", **await fan_out(client.http, o.emulator, client.arrivals, pages, int(size))}
+    if name == "storm":
+        return {"event": "storm", **await swap_storm(client.http, o.service, o.project, o.sessions[0]["cookie"],
+                                                     int(size))}
+    if name == "large":
+        return {"event": "large", **await large_event(client.http, o.emulator, client.arrivals, list(client.users),
+                                                      pages, int(size))}
+    raise ValueError(f"unknown command: {name}")
 
 
 def main() -> None:
@@ -232,13 +228,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--mode", choices=("plain", "translated"), default="plain",
+                        help="plain: channels in the page's URL; translated: none, then a subscribe frame")
+    parser.add_argument("--max-msg-bytes", type=int, default=1 << 20, help="largest frame a page takes (0: any)")
     args = parser.parse_args()
     raise_open_files_limit(args.sockets + args.probes * 2 + 512)
     with open(args.sessions) as handle:
         sessions = json.load(handle)
     options = Options(
         args.service, args.emulator, args.project, sessions, args.sockets, min(args.probes, args.sockets),
-        args.events, args.interval, args.concurrency,
+        args.events, args.interval, args.concurrency, args.mode, args.max_msg_bytes,
     )
     asyncio.run(run(options))
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bench.exchange import Flatness, Row, Sample
 from bench.relay import RelayResult
+from bench.relay_population import PopulationResult
 from bench.scale import StateSize
 
 
@@ -44,7 +45,8 @@ def _cpu(sample: Sample) -> float:
 
 
 def targets(
-    rows: dict[str, Row], flat: Flatness | None, relay: RelayResult | None, sizes: list[StateSize] | None = None
+    rows: dict[str, Row], flat: Flatness | None, relay: RelayResult | None, sizes: list[StateSize] | None = None,
+    population: PopulationResult | None = None,
 ) -> list[Target]:
     found: list[Target] = []
     naive, floor, memory, redis = (rows.get(k) for k in ("naive", "floor", "memory", "redis"))
@@ -87,6 +89,11 @@ def targets(
             "relay: added delivery delay p99 < 2 ms", added, 2.0, "<",
             "not measured" if added is None else f"{added:+.2f} ms",
         ))
+    for key in ("plain", "translated") if population is not None else ():
+        assert population is not None
+        r = population.ratio(key, lambda p: p.kib_per_socket)
+        found.append(Target(f"relay: memory per socket, service ({key}) <= 1.2x a bare aiohttp pass-through",
+                            r, 1.2, "<=", _x(r)))
     return found
 
 

@@ -25,6 +25,8 @@ from bench.loadgen import LoadGeneratorMissing, run_wrk, wrk_binary
 from bench.procs import Child, Children, Cores, raise_open_files_limit, wait_http
 from bench.profile import Profile, profile_service
 from bench.relay import RelayResult, relay_bench
+from bench.relay_population import PopulationResult, Sizes, population_bench
+from bench.relay_population_text import population_text
 from bench.replicas import Replicas, replicas_bench
 from bench.report import markdown_table, paired, targets, targets_markdown, targets_text, text_table
 from bench.scale import StateSize, state_sizes, state_text
@@ -39,7 +41,8 @@ DEFAULT_OUT = Path(__file__).with_name("results")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny sizes, no verdicts (for CI)")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--parts", "--only", default=",".join(PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per configuration and round")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (medians are reported)")
     parser.add_argument("--concurrency", type=int, default=32, help="open connections of the load generator")
@@ -50,8 +53,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--flatness", default="10000,100000", help="RSS is read after these many exchanges")
     parser.add_argument("--connections", default="256,1024", help="more connection counts for floor and memory")
     parser.add_argument("--state-sizes", default=STATE_SIZES, help="distinct sessions+IPs in the memory state")
-    parser.add_argument("--relay-sockets", type=int, default=5000)
+    parser.add_argument("--relay-sockets", type=int, default=5000, help="relayed sockets, and pages per server")
     parser.add_argument("--relay-events", type=int, default=300)
+    # Relay at population scale (bench/relay_population.py); --relay-sockets pages per server.
+    parser.add_argument("--relay-fanouts", type=int, default=5, help="events published to every page, one by one")
+    # 90: a page past RELAY_MAX_CHANNELS (100) is closed with 1008, and the translated relay refuses
+    # a reopen whose upstream URL would pass 8,000 bytes (about 140 of these channels).
+    parser.add_argument("--relay-storm-frames", type=int, default=90,
+                        help="subscribe frames of the swap storm, each adding a channel")
+    parser.add_argument("--relay-large-sockets", type=int, default=40, help="pages the large event goes to")
+    parser.add_argument("--relay-large-mib", type=float, default=5.0, help="the large event's payload, MiB")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-configs", default="memory,redis", help="which service rows to profile")
     parser.add_argument("--sut-cpu", type=int, default=None, help="the CPU for the system under test")
@@ -60,6 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.seconds, args.rounds, args.users = 1.0, 1, 4
         args.flatness, args.relay_sockets, args.relay_events = "200,1000", 20, 10
+        args.relay_fanouts, args.relay_storm_frames, args.relay_large_sockets, args.relay_large_mib = 2, 30, 5, 1.0
         args.connections, args.state_sizes = "64", "1000,2000"
         args.parts = ",".join(p for p in args.parts.split(",") if p != "profile")
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -161,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     flat: Flatness | None = None
     relay: RelayResult | None = None
+    population: PopulationResult | None = None
     profiles: dict[str, Profile] = {}
     trips: dict[str, float] = {}
     redis_use: RedisFootprint | None = None
@@ -221,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"relay: {args.relay_sockets:,} relayed sockets, {args.relay_events} timestamped events")
             relay = relay_bench(children, cores, out, args.relay_sockets, probes=2 if args.smoke else 10,
                                 events=args.relay_events, users=4 if args.smoke else 20, log=log)
+            scale = Sizes(args.relay_sockets, args.relay_fanouts, args.relay_storm_frames, args.relay_large_sockets,
+                          round(args.relay_large_mib * 2**20))
+            log(f"relay at population scale: {scale}")
+            population = population_bench(children, cores, out, scale, log)
     elapsed = time.monotonic() - began
-    found = targets({r.key: r for r in rows}, flat, relay, sizes)
+    found = targets({r.key: r for r in rows}, flat, relay, sizes, population)
     row_by_key = {r.key: r for r in rows}
     print(f"\n{info['cpus']} CPUs, {info['cpu_model']}, Python {info['python']}; {cores.describe()}")
     print(f"{args.concurrency} connections; medians of {args.rounds} interleaved round(s) of {args.seconds:g} s; "
@@ -259,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({flat.ratio:.3f}x, {flat.seconds:.0f} s)")
     if relay is not None:
         print(relay_text(relay))
+    if population is not None:
+        print(population_text(population))
     for key, profile in profiles.items():
         row = row_by_key.get(key)
         print(f"\nprofile of '{key}'" + (f" (µs scaled to its {row.cpu_us:.0f} µs per exchange)" if row else ""))
@@ -272,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds, "concurrency": args.concurrency, "emulator": args.emulator,
         "rows": [r.to_json() for r in rows], "flatness": flat.to_json() if flat else None,
         "relay": relay.to_json() if relay else None, "round_trips": trips,
+        "relay_population": population.to_json() if population else None,
         "redis_footprint": redis_use.to_json() if redis_use else None,
         "maxmemory_mib_per_100k_users": round(maxmemory_mib(redis_use)) if redis_use else None,
         "connections": {str(c): [r.to_json() for r in rs] for c, rs in by_connections.items()},

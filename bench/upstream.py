@@ -33,9 +33,12 @@ def emulator_env(project: str = PROJECT) -> dict[str, str]:
     }
 
 
-def start_emulator(children: Children, cpus: frozenset[int], *, lean: bool, name: str = "emulator") -> Child:
+def start_emulator(
+    children: Children, cpus: frozenset[int], *, lean: bool, name: str = "emulator", lean_args: tuple[str, ...] = ()
+) -> Child:
+    """`lean_args`: more options of bench.lean_emulator (its request caps)."""
     port = free_port()
-    module = ["-m", "bench.lean_emulator"] if lean else ["-m", "appwrite_token_exchange", "emulator"]
+    module = ["-m", "bench.lean_emulator", *lean_args] if lean else ["-m", "appwrite_token_exchange", "emulator"]
     child = children.start(
         name, [PYTHON, *module, "--port", str(port)], env=emulator_env(), cpus=cpus, port=port
     )

@@ -23,7 +23,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "service" / PACKAGE
 # Lowest first: a part may import from its own layer's parts only if it is that part itself.
 LAYERS: list[set[str]] = [
     {"(root)", "problems", "paths", "rate_limit", "lifecycle", "keys"},
-    {"env", "capacity"},
+    {"env", "capacity", "process_memory"},
     {"observability"},
     {"state"},
     {"settings"},

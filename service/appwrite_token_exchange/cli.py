@@ -15,6 +15,7 @@ from aiohttp import web
 from appwrite_token_exchange.app import create_app
 from appwrite_token_exchange.edge.http_server import serve
 from appwrite_token_exchange.observability.logs import AccessLogger, configure_logging
+from appwrite_token_exchange.process_memory import return_large_buffers
 from appwrite_token_exchange.settings import Settings, SettingsError
 
 T = TypeVar("T")
@@ -98,6 +99,7 @@ def _serve() -> int:
     except SettingsError as error:
         return _configuration_error(error)
     configure_logging(settings.log_level, settings.log_format)
+    return_large_buffers()
     # Not web.run_app: its runner cannot take the bounded HTTP protocol (edge/http_server.py).
     try:
         _run(serve(create_app(settings), settings))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -111,6 +111,9 @@ class _Meter(asyncio.Protocol):
 
 def _transport_of(upstream: aiohttp.ClientWebSocketResponse) -> asyncio.Transport | None:
     # aiohttp keeps the connection of a ClientWebSocketResponse private; the transport is public.
+    # uvloop's transports are not asyncio.Transport subclasses, so what is asked is what is used.
     connection = getattr(upstream, "_conn", None)
-    transport = getattr(connection, "transport", None)
-    return transport if isinstance(transport, asyncio.Transport) else None
+    transport: Any = getattr(connection, "transport", None)
+    if all(hasattr(transport, name) for name in ("get_protocol", "set_protocol", "abort", "is_closing")):
+        return cast("asyncio.Transport", transport)
+    return None

@@ -164,21 +164,21 @@ class TranslatingRelay(Relay):
 
     async def _to_client(self) -> None:
         """Read every open upstream socket; end when the current one ends, or any lost an event."""
+        lost = asyncio.create_task(self._lost.wait())
         try:
             while True:
                 upstream = self._upstream
                 reader = self._readers.get(upstream)
                 if reader is None:
                     reader = self._readers[upstream] = asyncio.create_task(self._read(upstream))
-                lost = asyncio.create_task(self._lost.wait())
                 await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
-                lost.cancel()
                 if self._lost.is_set():
                     return
                 if upstream is self._upstream:
                     self._upstream_ended(upstream)
                     return
         finally:
+            lost.cancel()
             for task in self._readers.values():
                 task.cancel()
             await asyncio.gather(*self._readers.values(), return_exceptions=True)
