@@ -45,6 +45,7 @@ from appwrite_token_exchange.observability.tracing import Tracer, create_tracing
 from appwrite_token_exchange.paths import RELAY_PATH, TOKEN_PATH
 from appwrite_token_exchange.relay.budget import ByteBudget
 from appwrite_token_exchange.relay.handler import relay
+from appwrite_token_exchange.relay.pump import SHUTDOWN_SPREAD_SECONDS, Relay
 from appwrite_token_exchange.relay.slots import RelaySlots
 from appwrite_token_exchange.relay.translate import UrlChannels
 from appwrite_token_exchange.settings import Settings
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness, "relay": lambda: _relay_capacity(app)}
     app[RELAYS] = set()
+    app[LIFECYCLE].on_drain.append(lambda: _close_relays(app))
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
     app[RELAY_BUDGET] = ByteBudget(settings.relay_max_bytes_in_flight)
     app[APPWRITE_VERSION] = AppwriteVersion(settings.appwrite_endpoint)
@@ -175,6 +177,12 @@ async def _announce(app: web.Application) -> None:
         tracing="on" if settings.tracing else "off",
         relay_capacity=settings.capacity.to_json() if settings.capacity else None,
     )
+
+
+def _close_relays(app: web.Application) -> None:
+    relays: set[Relay] = app[RELAYS]
+    for relayed in list(relays):
+        relayed.stop_within(SHUTDOWN_SPREAD_SECONDS)
 
 
 def _relay_capacity(app: web.Application) -> dict[str, object]:

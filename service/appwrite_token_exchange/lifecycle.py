@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
 @dataclass
 class Lifecycle:
     draining: bool = False
-    # Set when SIGTERM starts the drain; relayed sockets wait on it to close themselves.
-    drain_started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Called once when SIGTERM starts the drain (the relay closes its sockets from here).
+    on_drain: list[Callable[[], None]] = field(default_factory=list)
 
     def start_drain(self) -> None:
+        if self.draining:
+            return
         self.draining = True
-        self.drain_started.set()
+        for callback in self.on_drain:
+            callback()

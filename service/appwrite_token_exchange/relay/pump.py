@@ -76,28 +76,68 @@ class Relay:
         self._budget = request.app[RELAY_BUDGET]
         self._handshake_span = request.get(HANDSHAKE_SPAN)
         self._subscriptions: Subscriptions | None = None  # made at the page's first subscribe frame
+        self._reader: asyncio.Task[None] | None = None
+        self._recheck: asyncio.Future[None] | None = None
+        self._recheck_timer: asyncio.TimerHandle | None = None
+        self._pump: asyncio.Task[object] | None = None  # the handler's task, while it reads the page
+        self._stopped = False
 
     async def run(self) -> None:
+        """The page's frames are pumped in the handler's own task and Appwrite's in one more; the
+        session re-check is a timer and the shutdown is the app's: two tasks per socket, as a
+        bare pass-through needs (each task and its frames cost memory thousands of times over)."""
         self._app[RELAYS].add(self)
         self._metrics.relay_open.inc()
         audit.relay_opened(**self._fields)
-        tasks = [
-            asyncio.create_task(self._to_appwrite()),
-            asyncio.create_task(self._to_client()),
-            asyncio.create_task(self._revalidate()),
-            asyncio.create_task(self._close_on_shutdown()),
-        ]
+        loop = asyncio.get_running_loop()
+        self._reader = asyncio.create_task(self._to_client())
+        self._reader.add_done_callback(self._upstream_done)
+        self._recheck_timer = loop.call_later(self._app[SETTINGS].relay_revalidate_seconds, self._recheck_due)
+        if self._app[LIFECYCLE].draining:
+            self.stop_within(SHUTDOWN_SPREAD_SECONDS)
+        self._pump = asyncio.current_task()
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                with contextlib.suppress(_SlowClient, SocketEnded):
+                    await self._to_appwrite()
+            except asyncio.CancelledError:
+                if not self._stopped or self._pump is None or self._pump.uncancel():
+                    raise  # cancelled by someone else (a shutdown, the server): finish, and pass it on
+            finally:
+                self._pump = None
         finally:
+            self._recheck_timer.cancel()
+            tasks = [task for task in (self._reader, self._recheck) if task is not None]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self._end("error", WSCloseCode.INTERNAL_ERROR)
             reason = self._stats.close_reason or "error"
-            # Account first: closing a client that stopped reading can get this task cancelled.
+            # Accounted before any await: the server cancels this task when the page's connection
+            # is lost, which the page's own close can cause.
             self._account(reason)
-            await self._close(self._stats.close_code, reason)
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                await self._close(self._stats.close_code, reason)
+
+    def stop(self, reason: str, code: int) -> None:
+        """End the socket from outside its pumps: the handler's read of the page is interrupted
+        (a cancellation it takes back), and it closes both sockets with `code` and `reason`."""
+        self._end(reason, code)
+        if self._pump is not None and not self._stopped:
+            self._stopped = True
+            self._pump.cancel()
+
+    def stop_within(self, seconds: float) -> None:
+        """On SIGTERM: closed at random within `seconds`, so pages do not all reconnect at once."""
+        spread = min(seconds, self._app[SETTINGS].drain_timeout_seconds / 2)
+        delay = random.uniform(0, spread)  # noqa: S311 - jitter, not crypto
+        asyncio.get_running_loop().call_later(delay, self.stop, "shutdown", WSCloseCode.GOING_AWAY)
+
+    def _upstream_done(self, reader: asyncio.Task[None]) -> None:
+        """Appwrite's side ended (closed, too large, a page too slow): so does the page's."""
+        if not reader.cancelled():
+            self.stop("error", WSCloseCode.INTERNAL_ERROR)  # the reason the reader recorded wins
 
     def _account(self, reason: str) -> None:
         self._app[RELAYS].discard(self)
@@ -227,21 +267,17 @@ class Relay:
         self._stats.frames[direction] += 1
         self._stats.bytes[direction] += size
 
-    async def _revalidate(self) -> None:
-        interval = self._app[SETTINGS].relay_revalidate_seconds
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                with self._app[TRACING].follow_up_span("relay revalidate", self._handshake_span):
-                    await self._app[APPWRITE].get_account_id(self._session)
-            except UpstreamError as error:
-                if error.code in ("session_invalid", "user_blocked", "mfa_required"):
-                    self._end("session_ended", WSCloseCode.POLICY_VIOLATION)
-                    return
-                # Appwrite failing is no reason to cut a working socket; check again next time.
+    def _recheck_due(self) -> None:
+        self._recheck = asyncio.ensure_future(self._recheck_session())
 
-    async def _close_on_shutdown(self) -> None:
-        await self._app[LIFECYCLE].drain_started.wait()
-        spread = min(SHUTDOWN_SPREAD_SECONDS, self._app[SETTINGS].drain_timeout_seconds / 2)
-        await asyncio.sleep(random.uniform(0, spread))  # noqa: S311 - jitter, not crypto
-        self._end("shutdown", WSCloseCode.GOING_AWAY)
+    async def _recheck_session(self) -> None:
+        try:
+            with self._app[TRACING].follow_up_span("relay revalidate", self._handshake_span):
+                await self._app[APPWRITE].get_account_id(self._session)
+        except UpstreamError as error:
+            if error.code in ("session_invalid", "user_blocked", "mfa_required"):
+                self.stop("session_ended", WSCloseCode.POLICY_VIOLATION)
+                return
+            # Appwrite failing is no reason to cut a working socket; check again next time.
+        interval = self._app[SETTINGS].relay_revalidate_seconds
+        self._recheck_timer = asyncio.get_running_loop().call_later(interval, self._recheck_due)
