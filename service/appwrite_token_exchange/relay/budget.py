@@ -18,7 +18,7 @@ import asyncio
 import weakref
 from typing import Any, cast
 
-import aiohttp
+from appwrite_token_exchange.relay.upstream import Upstream
 
 # A socket's bytes in flight below this are its own (counted in its per-socket cost), not the budget's.
 ALLOWANCE = 64 * 1024
@@ -38,9 +38,9 @@ class ByteBudget:
         self.limit = limit
         self.used = 0
         self.refused = 0  # sockets cut for want of budget, for the metrics
-        self._meters: weakref.WeakKeyDictionary[aiohttp.ClientWebSocketResponse, _Meter] = weakref.WeakKeyDictionary()
+        self._meters: weakref.WeakKeyDictionary[Upstream, _Meter] = weakref.WeakKeyDictionary()
 
-    def meter(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    def meter(self, upstream: Upstream) -> None:
         """Count what this upstream socket reads from now on."""
         transport = _transport_of(upstream)
         if transport is None or transport.is_closing():
@@ -49,13 +49,13 @@ class ByteBudget:
         transport.set_protocol(meter)
         self._meters[upstream] = meter
 
-    def passed_on(self, upstream: aiohttp.ClientWebSocketResponse, data: str | bytes) -> None:
+    def passed_on(self, upstream: Upstream, data: str | bytes) -> None:
         """A message read from `upstream` has been dealt with: its bytes are no longer in flight."""
         meter = self._meters.get(upstream)
         if meter is not None:
             meter.release(wire_size(data))
 
-    def cut(self, upstream: aiohttp.ClientWebSocketResponse) -> bool:
+    def cut(self, upstream: Upstream) -> bool:
         """Whether `upstream` was cut for want of budget."""
         meter = self._meters.get(upstream)
         return meter is not None and meter.cut
@@ -109,7 +109,7 @@ class _Meter(asyncio.Protocol):
         self._inner.resume_writing()
 
 
-def _transport_of(upstream: aiohttp.ClientWebSocketResponse) -> asyncio.Transport | None:
+def _transport_of(upstream: Upstream) -> asyncio.Transport | None:
     # aiohttp keeps the connection of a ClientWebSocketResponse private; the transport is public.
     # uvloop's transports are not asyncio.Transport subclasses, so what is asked is what is used.
     connection = getattr(upstream, "_conn", None)

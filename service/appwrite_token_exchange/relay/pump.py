@@ -11,7 +11,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appwrite_token_exchange.appwrite.client import UpstreamError
@@ -28,7 +27,7 @@ from appwrite_token_exchange.keys import (
 from appwrite_token_exchange.observability import audit
 from appwrite_token_exchange.relay.policy import screen_frame
 from appwrite_token_exchange.relay.subscriptions import Subscriptions, subscription_id_of
-from appwrite_token_exchange.relay.upstream import too_large
+from appwrite_token_exchange.relay.upstream import Upstream, too_large
 
 # A client that cannot take a frame within this long is not reading: close it rather than buffer.
 SEND_TIMEOUT_SECONDS = 10.0
@@ -61,7 +60,7 @@ class Relay:
         self,
         request: web.Request,
         client: web.WebSocketResponse,
-        upstream: aiohttp.ClientWebSocketResponse,
+        upstream: Upstream,
         session: str,
         fields: dict[str, object],
     ) -> None:
@@ -184,7 +183,7 @@ class Relay:
 
     async def _reply(self, text: str) -> None:
         """The relay's own answer to a page's frame (a refusal, from the policy)."""
-        await self._send_client_str(text)
+        await self._send_client_text(text)
 
     async def _forward(self, text: str, frame: dict[str, Any]) -> None:
         """A frame the policy let through, as the relay re-encoded it; its subscriptions counted."""
@@ -220,7 +219,7 @@ class Relay:
     async def _to_client(self) -> None:
         async for message in self._upstream:
             if message.type is WSMsgType.TEXT:
-                await self._send_client_str(message.data)
+                await self._send_client_text(message.data)  # as Appwrite sent it: never decoded
             elif message.type is WSMsgType.BINARY:
                 await self._send_client_bytes(message.data)
             elif too_large(message):
@@ -230,7 +229,7 @@ class Relay:
             self._budget.passed_on(self._upstream, message.data)
         self._upstream_ended(self._upstream)
 
-    def _upstream_ended(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    def _upstream_ended(self, upstream: Upstream) -> None:
         """Why the socket ends when the upstream one did."""
         code = upstream.close_code
         if self._budget.cut(upstream):
@@ -246,8 +245,9 @@ class Relay:
         sendable = code is not None and (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code < 5000)
         self._end("upstream_closed", code if sendable and code is not None else WSCloseCode.INTERNAL_ERROR)
 
-    async def _send_client_str(self, data: str) -> None:
-        await self._bounded_send(self._client.send_str(data), len(data))
+    async def _send_client_text(self, data: str | bytes) -> None:
+        frame = data.encode() if isinstance(data, str) else data
+        await self._bounded_send(self._client.send_frame(frame, WSMsgType.TEXT), len(frame))
 
     async def _send_client_bytes(self, data: bytes) -> None:
         await self._bounded_send(self._client.send_bytes(data), len(data))

@@ -61,7 +61,7 @@ from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.relay.policy import FORMAT_INVALID, POLICY_VIOLATION, Handshake, screen_frame, upstream_url
 from appwrite_token_exchange.relay.pump import Relay, SocketEnded
 from appwrite_token_exchange.relay.subscriptions import subscription_id_of
-from appwrite_token_exchange.relay.upstream import connect_upstream, too_large
+from appwrite_token_exchange.relay.upstream import Upstream, connect_upstream, too_large
 from appwrite_token_exchange.settings import Settings
 
 # The upstream socket before the page subscribes: every signed-in user may listen on `account`,
@@ -136,7 +136,7 @@ class TranslatingRelay(Relay):
         self,
         request: web.Request,
         client: web.WebSocketResponse,
-        upstream: aiohttp.ClientWebSocketResponse,
+        upstream: Upstream,
         session: str,
         fields: dict[str, object],
     ) -> None:
@@ -145,20 +145,20 @@ class TranslatingRelay(Relay):
         self._channels: tuple[str, ...] = BOOTSTRAP_CHANNELS
         # When this socket last reopened upstream (RELAY_RECONNECTS_PER_SOCKET).
         self._reopened: deque[float] = deque()
-        self._readers: dict[aiohttp.ClientWebSocketResponse, asyncio.Task[None]] = {}
-        self._retired: set[aiohttp.ClientWebSocketResponse] = set()
+        self._readers: dict[Upstream, asyncio.Task[None]] = {}
+        self._retired: set[Upstream] = set()
         # Events read during a swap, by fingerprint -> the socket they were read on.
-        self._marks: OrderedDict[str, aiohttp.ClientWebSocketResponse] | None = None
+        self._marks: OrderedDict[str, Upstream] | None = None
         self._send_lock = asyncio.Lock()
         self._greeted = False
         self._lost = asyncio.Event()
         # Pings the page sent on each upstream socket whose pongs have not come back yet.
-        self._pings: dict[aiohttp.ClientWebSocketResponse, int] = {}
+        self._pings: dict[Upstream, int] = {}
         # The old socket of a swap, read until the pong to the relay's own last ping.
-        self._draining: aiohttp.ClientWebSocketResponse | None = None
+        self._draining: Upstream | None = None
         self._drained = asyncio.Event()
         # Every upstream socket not yet closed (two during a swap), so none outlives the page's.
-        self._open: set[aiohttp.ClientWebSocketResponse] = {upstream}
+        self._open: set[Upstream] = {upstream}
 
     # --- upstream -> page ------------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class TranslatingRelay(Relay):
                 task.cancel()
             await asyncio.gather(*self._readers.values(), return_exceptions=True)
 
-    async def _read(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, upstream: Upstream) -> None:
         async for message in upstream:
             if message.type is WSMsgType.TEXT:
                 await self._from_upstream(upstream, message.data)
@@ -194,7 +194,7 @@ class TranslatingRelay(Relay):
                 self._lost.set()
                 return
 
-    async def _from_upstream(self, upstream: aiohttp.ClientWebSocketResponse, text: str) -> None:
+    async def _from_upstream(self, upstream: Upstream, text: bytes) -> None:
         try:
             frame = json.loads(text)
         except ValueError:
@@ -230,7 +230,7 @@ class TranslatingRelay(Relay):
             return
         await self._send_ordered(json.dumps({"type": "event", "data": {**data, "subscriptions": ids}}))
 
-    def _seen_on_other_socket(self, upstream: aiohttp.ClientWebSocketResponse, data: dict[str, Any]) -> bool:
+    def _seen_on_other_socket(self, upstream: Upstream, data: dict[str, Any]) -> bool:
         assert self._marks is not None
         rest = {key: value for key, value in data.items() if key != "subscriptions"}
         mark = hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
@@ -243,10 +243,10 @@ class TranslatingRelay(Relay):
             self._marks.popitem(last=False)
         return False
 
-    async def _send_ordered(self, text: str) -> None:
+    async def _send_ordered(self, text: str | bytes) -> None:
         # Both sockets' readers send during a swap; the lock keeps the order they decided in.
         async with self._send_lock:
-            await self._send_client_str(text)
+            await self._send_client_text(text)
 
     # --- page -> upstream ------------------------------------------------------------------------
 
@@ -404,7 +404,7 @@ class TranslatingRelay(Relay):
             # Copies of the old socket's last events may still be on their way on the new one.
             asyncio.get_running_loop().call_later(2.0, self._forget_marks, self._marks)
 
-    async def _close_upstream(self, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    async def _close_upstream(self, upstream: Upstream) -> None:
         self._open.discard(upstream)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(upstream.close(), 2.0)
@@ -415,7 +415,7 @@ class TranslatingRelay(Relay):
             await self._close_upstream(upstream)
         await super()._close(code, reason)
 
-    async def _drain(self, old: aiohttp.ClientWebSocketResponse) -> None:
+    async def _drain(self, old: Upstream) -> None:
         """Read the old socket up to the answer to a ping sent now. Closing it at once would throw
         away what it holds unread, among which events published before the new socket was
         registered; Appwrite answers frames in order, so all of those come before that pong."""
@@ -460,7 +460,7 @@ def _answer(items: list[tuple[str, list[str]]]) -> str:
     return json.dumps({"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": answered}})
 
 
-def _json(text: str) -> Any:
+def _json(text: str | bytes) -> Any:
     try:
         return json.loads(text)
     except ValueError:

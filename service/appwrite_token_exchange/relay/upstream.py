@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WSMessageTextBytes
 from yarl import URL
 
 from appwrite_token_exchange.keys import CLIENT_IP, RELAY_BUDGET, RELAY_HTTP, REQUEST_ID, SETTINGS, TRACING
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.relay.policy import Handshake, upstream_url
 
+# An upstream socket: its text frames are read as bytes (`decode_text=False`) and passed on as such.
+Upstream = aiohttp.ClientWebSocketResponse[Literal[False]]
 
-def too_large(message: aiohttp.WSMessage) -> bool:
+
+def too_large(message: aiohttp.WSMessage | WSMessageTextBytes) -> bool:
     """aiohttp's answer to an upstream message over max_msg_size (it closes the socket with 1009)."""
     return (
         message.type is WSMsgType.ERROR
@@ -24,7 +29,7 @@ def too_large(message: aiohttp.WSMessage) -> bool:
 
 async def connect_upstream(
     request: web.Request, session: str, handshake: Handshake
-) -> aiohttp.ClientWebSocketResponse:
+) -> Upstream:
     settings = request.app[SETTINGS]
     headers = {
         "X-Appwrite-Session": session,
@@ -50,7 +55,7 @@ async def connect_upstream(
 
 async def _ws_connect(
     request: web.Request, url: URL, headers: dict[str, str]
-) -> aiohttp.ClientWebSocketResponse:
+) -> Upstream:
     settings = request.app[SETTINGS]
     try:
         async with asyncio.timeout(settings.upstream_timeout_seconds):
@@ -61,6 +66,8 @@ async def _ws_connect(
                 max_msg_size=settings.relay_max_event_bytes,
                 autoping=True,
                 compress=0,
+                # Events pass as the bytes Appwrite sent: no decoded copy, no re-encoded one.
+                decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
             )
     except TimeoutError:
