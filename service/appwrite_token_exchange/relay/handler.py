@@ -54,8 +54,10 @@ async def relay(request: web.Request) -> web.StreamResponse:
 async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span: Any) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
-    probe = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
-    if not probe.can_prepare(request).ok:
+    # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
+    # sends from cancellation, which would let a client that stops reading pin the relay forever.
+    client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
+    if not client.can_prepare(request).ok:
         raise ProblemError("bad_request", "This route takes a WebSocket upgrade.")
     if app[LIFECYCLE].draining:
         raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
@@ -84,9 +86,6 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
         if translate:
             handshake = Handshake(BOOTSTRAP_CHANNELS, ())
         upstream = await connect_upstream(request, session, handshake)
-        # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
-        # sends from cancellation, which would let a client that stops reading pin the relay forever.
-        client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
         client.headers["X-Request-ID"] = request[REQUEST_ID]
         try:
             await client.prepare(request)
@@ -96,6 +95,9 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
         set_response(span, 101)
         request[HANDSHAKE_SPAN] = span  # the socket's later session re-checks link to it
         spanned.close()
+        # This frame lives as long as the socket, thousands of times over: what only the
+        # handshake needed goes now.
+        del caller, admission, handshake
         if translate:
             await TranslatingRelay(request, client, upstream, session, fields).run()
         else:

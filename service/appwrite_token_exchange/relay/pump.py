@@ -34,13 +34,15 @@ SEND_TIMEOUT_SECONDS = 10.0
 # On SIGTERM, sockets close at random within this spread so clients do not reconnect all at once.
 SHUTDOWN_SPREAD_SECONDS = 5.0
 _DIRECTIONS = ("to_appwrite", "to_client")
+_TO_APPWRITE, _TO_CLIENT = 0, 1
 
 
-@dataclass
+@dataclass(slots=True)
 class RelayStats:
     opened_at: float = field(default_factory=time.monotonic)
-    frames: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
-    bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DIRECTIONS, 0))
+    # Per direction, in _DIRECTIONS' order (lists: a socket holds them for hours, thousands of times).
+    frames: list[int] = field(default_factory=lambda: [0, 0])
+    bytes: list[int] = field(default_factory=lambda: [0, 0])
     close_reason: str | None = None
     close_code: int = WSCloseCode.OK
 
@@ -55,6 +57,27 @@ class SocketEnded(Exception):
 
 class Relay:
     """One relayed socket: two pumps, a session re-check, and the shutdown signal."""
+
+    # Slots: thousands of these live for hours, and a __dict__ each adds up.
+    __slots__ = (
+        "__weakref__",
+        "_app",
+        "_budget",
+        "_client",
+        "_fields",
+        "_handshake_span",
+        "_metrics",
+        "_patterns",
+        "_pump",
+        "_reader",
+        "_recheck",
+        "_recheck_timer",
+        "_session",
+        "_stats",
+        "_stopped",
+        "_subscriptions",
+        "_upstream",
+    )
 
     def __init__(
         self,
@@ -143,13 +166,15 @@ class Relay:
         metrics = self._metrics
         metrics.relay_open.dec()
         metrics.relay_closes.labels(reason).inc()
+        frames = dict(zip(_DIRECTIONS, self._stats.frames, strict=True))
+        sizes = dict(zip(_DIRECTIONS, self._stats.bytes, strict=True))
         for direction in _DIRECTIONS:
-            metrics.relay_frames.labels(direction).inc(self._stats.frames[direction])
-            metrics.relay_bytes.labels(direction).inc(self._stats.bytes[direction])
+            metrics.relay_frames.labels(direction).inc(frames[direction])
+            metrics.relay_bytes.labels(direction).inc(sizes[direction])
         audit.relay_closed(
             duration_s=round(time.monotonic() - self._stats.opened_at, 3),
-            frames=self._stats.frames,
-            bytes=self._stats.bytes,
+            frames=frames,
+            bytes=sizes,
             close_code=int(self._stats.close_code),
             close_reason=reason,
             **self._fields,
@@ -190,7 +215,7 @@ class Relay:
         if frame.get("type") in ("subscribe", "unsubscribe") and isinstance(frame.get("data"), list):
             self._count_subscriptions(frame["type"], frame["data"])
         await self._upstream.send_str(text)
-        self._count("to_appwrite", len(text))
+        self._count(_TO_APPWRITE, len(text))
 
     def _count_subscriptions(self, kind: str, items: list[Any]) -> None:
         """Appwrite keeps what the page subscribes to; the relay holds the page to its caps."""
@@ -261,9 +286,9 @@ class Relay:
         except TimeoutError:
             self._end("slow_client", WSCloseCode.TRY_AGAIN_LATER)
             raise _SlowClient from None
-        self._count("to_client", size)
+        self._count(_TO_CLIENT, size)
 
-    def _count(self, direction: str, size: int) -> None:
+    def _count(self, direction: int, size: int) -> None:
         self._stats.frames[direction] += 1
         self._stats.bytes[direction] += size
 

@@ -132,6 +132,9 @@ class UrlChannels:
 class TranslatingRelay(Relay):
     """A relayed socket whose page subscribes by frame and whose server reads channels from the URL."""
 
+    __slots__ = ("_channels", "_drained", "_draining", "_greeted", "_lost", "_marks", "_open", "_pings", "_readers",
+                 "_reopened", "_request", "_send_lock")
+
     def __init__(
         self,
         request: web.Request,
@@ -146,7 +149,6 @@ class TranslatingRelay(Relay):
         # When this socket last reopened upstream (RELAY_RECONNECTS_PER_SOCKET).
         self._reopened: deque[float] = deque()
         self._readers: dict[Upstream, asyncio.Task[None]] = {}
-        self._retired: set[Upstream] = set()
         # Events read during a swap, by fingerprint -> the socket they were read on.
         self._marks: OrderedDict[str, Upstream] | None = None
         self._send_lock = asyncio.Lock()
