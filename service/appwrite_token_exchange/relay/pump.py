@@ -11,7 +11,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WSMessageTextBytes
 
 from appwrite_token_exchange.appwrite.client import UpstreamError
 from appwrite_token_exchange.keys import (
@@ -195,16 +197,21 @@ class Relay:
 
     async def _to_appwrite(self) -> None:
         async for message in self._client:
-            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                continue
-            # Binary frames are screened exactly like text ones (Appwrite decodes both as JSON), and
-            # what goes upstream is always the text the relay re-encoded from what it read.
-            verdict = screen_frame(message.data, self._patterns)
-            if verdict.reply is not None:
-                await self._reply(verdict.reply)
-            elif verdict.forward is not None:
-                await self._forward(verdict.forward, verdict.frame or {})
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await self._take(message)
+            # A loop variable holds its value until the next frame comes, which can be hours away:
+            # thousands of sockets each holding their last frame is memory no cap counts.
+            del message
         self._end("client_closed", WSCloseCode.OK)
+
+    async def _take(self, message: aiohttp.WSMessage) -> None:
+        # Binary frames are screened exactly like text ones (Appwrite decodes both as JSON), and
+        # what goes upstream is always the text the relay re-encoded from what it read.
+        verdict = screen_frame(message.data, self._patterns)
+        if verdict.reply is not None:
+            await self._reply(verdict.reply)
+        elif verdict.forward is not None:
+            await self._forward(verdict.forward, verdict.frame or {})
 
     async def _reply(self, text: str) -> None:
         """The relay's own answer to a page's frame (a refusal, from the policy)."""
@@ -243,16 +250,19 @@ class Relay:
 
     async def _to_client(self) -> None:
         async for message in self._upstream:
-            if message.type is WSMsgType.TEXT:
-                await self._send_client_text(message.data)  # as Appwrite sent it: never decoded
-            elif message.type is WSMsgType.BINARY:
-                await self._send_client_bytes(message.data)
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await self._pass_on(message)
             elif too_large(message):
                 break
-            else:
-                continue
-            self._budget.passed_on(self._upstream, message.data)
+            del message  # else the last event stays alive until the next one (see _to_appwrite)
         self._upstream_ended(self._upstream)
+
+    async def _pass_on(self, message: aiohttp.WSMessage | WSMessageTextBytes) -> None:
+        if message.type is WSMsgType.TEXT:
+            await self._send_client_text(message.data)  # as Appwrite sent it: never decoded
+        else:
+            await self._send_client_bytes(message.data)
+        self._budget.passed_on(self._upstream, message.data)
 
     def _upstream_ended(self, upstream: Upstream) -> None:
         """Why the socket ends when the upstream one did."""

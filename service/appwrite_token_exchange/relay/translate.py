@@ -195,6 +195,7 @@ class TranslatingRelay(Relay):
                 self._upstream_ended(upstream)
                 self._lost.set()
                 return
+            del message  # else the last event stays alive until the next one (see Relay._to_appwrite)
 
     async def _from_upstream(self, upstream: Upstream, text: bytes) -> None:
         try:
@@ -282,8 +283,8 @@ class TranslatingRelay(Relay):
             self._subscriptions = before
         for joined in batch:
             await self._send_ordered(refusal or _answer(joined))
-        if held is not None:
-            await self._take(held)
+        if held is not None and held.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            await self._take(held)  # the frame that ended the joining, as the pump would have
 
     async def _join_while_waiting(
         self, batch: list[list[tuple[str, list[str]]]]
@@ -324,16 +325,6 @@ class TranslatingRelay(Relay):
             return None
         parsed = _subscribe_items(verdict.frame.get("data"))
         return None if isinstance(parsed, str) else parsed
-
-    async def _take(self, message: aiohttp.WSMessage) -> None:
-        """A frame read while a reopen was waiting, handled as the pump would have."""
-        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            return
-        verdict = screen_frame(message.data, self._patterns)
-        if verdict.reply is not None:
-            await self._reply(verdict.reply)
-        elif verdict.forward is not None:
-            await self._forward(verdict.forward, verdict.frame or {})
 
     async def _reopen_allowed(self) -> None:
         """Until this socket and its client IP may open one more upstream socket (then counted)."""
