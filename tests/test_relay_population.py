@@ -55,6 +55,13 @@ async def closed_with(ws: Any) -> tuple[int, str]:
     return int(message.data), str(message.extra)
 
 
+async def publish(emulator: Any, **body: Any) -> int:
+    """One event through the emulator's control API; how many sockets it reached."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(emulator.server.make_url("/_emulator/realtime/publish"), json=body) as response:
+            return int((await response.json())["delivered"])
+
+
 async def upstreams_closed(emulator: Any) -> None:
     for _ in range(200):
         if emulator.app[REALTIME].open_count == 0:
@@ -122,11 +129,7 @@ async def test_subscribe_frames_sent_together_share_a_few_reopens(service_factor
     assert 1 <= reopens <= 6  # RELAY_RECONNECTS_PER_SOCKET's 6/minute, whatever the timing
     [upstream] = emulator.app[REALTIME].history(open_only=True)
     assert "files.299" in upstream["channels"] and "files.0" in upstream["channels"]
-    async with aiohttp.ClientSession() as http:
-        url = emulator.server.make_url("/_emulator/realtime/publish")
-        body = {"channels": ["files.150"], "roles": [f"user:{user_id}"], "payload": {"n": 150}}
-        async with http.post(url, json=body) as response:
-            assert (await response.json())["delivered"] == 1
+    assert await publish(emulator, channels=["files.150"], roles=[f"user:{user_id}"], payload={"n": 150}) == 1
     event = await frame(ws)
     assert event["data"]["subscriptions"] == ["s150"] and event["data"]["payload"] == {"n": 150}
     await ws.close()
@@ -199,10 +202,7 @@ async def test_events_in_flight_past_the_process_budget_close_their_pages_with_1
     monkeypatch.setattr(relay_pump.Relay, "_bounded_send", slow_first_page)
     user_id, _, cookie = emulator.signed_in_user()
     pages = [await page(service, cookie, query="&channels[]=account") for _ in range(3)]
-    async with aiohttp.ClientSession() as http:
-        url = emulator.server.make_url("/_emulator/realtime/publish")
-        async with http.post(url, json={"userId": user_id, "payload": {"blob": "x" * 700_000}}) as response:
-            assert (await response.json())["delivered"] == 3
+    assert await publish(emulator, userId=user_id, payload={"blob": "x" * 700_000}) == 3
     await held.wait()
 
     async def outcome(ws: Any) -> tuple[object, str | None]:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MIB = 1024 * 1024
-# Measured by `python -m bench --only relay` (docs/performance.md, "Relay memory"): the process at
-# rest with its token route warm, and one idle relayed socket with a TLS upstream (the dearest kind;
-# plain ws:// and translated sockets cost less).
+# Measured by `python -m bench --only relay` (docs/performance.md, "The relay at population scale"):
+# the process at rest with its token route warm, and one idle relayed socket with a plain ws://
+# upstream, plain (36 KiB) or translated (44 KiB). A TLS upstream costs more (see that section).
 BASE_BYTES = 72 * MIB
 SOCKET_BYTES = 48 * 1024
 # Kept free for what is not counted: the allocator's fragmentation, GC generations, bursts of
