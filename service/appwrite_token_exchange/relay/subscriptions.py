@@ -18,6 +18,8 @@ TOO_MANY_CHANNELS = "too_many_channels"
 
 
 class Subscriptions:
+    __slots__ = ("_by_channel", "_by_id", "_max_channels", "_max_subscriptions", "_order")  # one per socket, for hours
+
     def __init__(self, max_subscriptions: int, max_channels: int) -> None:
         self._max_subscriptions = max_subscriptions
         self._max_channels = max_channels

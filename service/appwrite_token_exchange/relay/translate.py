@@ -23,11 +23,13 @@ For those servers the relay speaks the newer protocol to the page and the older 
 
 The swap, and what it can lose. The new upstream socket is opened while the old one is still read;
 once Appwrite has sent the new socket's `connected` frame (it registers a socket's channels before
-sending that frame), the old socket gets a last ping and is read up to its pong, then closed.
-Appwrite answers a socket's frames in order, so every event it wrote to the old socket before the
-new one was registered comes before that pong; closing at once would throw away whatever the old
-socket still held unread. Events published in between reach both sockets and are passed on once:
-fingerprints (an event without its `subscriptions`) are kept from the moment the swap starts.
+sending that frame), the old socket gets a last ping and is read up to its pong, then closed, and
+the new one is read from then on (what it received meanwhile waits in its buffer). Appwrite answers
+a socket's frames in order, so every event it wrote to the old socket before the new one was
+registered comes before that pong; closing at once would throw away whatever the old socket still
+held unread. Events published in between reach both sockets and are passed on once: fingerprints
+(an event without its `subscriptions`) are kept from the moment the swap starts. One task reads
+both sockets in turn, as the plain relay reads its one: a socket costs no more tasks translated.
 What can still be lost:
 - events on the *added* channels published before the new socket's handshake; the page has not
   been told its subscription holds yet (the `response` is sent after the swap), as with a server
@@ -49,7 +51,7 @@ import hashlib
 import json
 import re
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp
@@ -132,7 +134,7 @@ class UrlChannels:
 class TranslatingRelay(Relay):
     """A relayed socket whose page subscribes by frame and whose server reads channels from the URL."""
 
-    __slots__ = ("_channels", "_drained", "_draining", "_greeted", "_lost", "_marks", "_open", "_pings", "_readers",
+    __slots__ = ("_channels", "_drained", "_draining", "_draining_pings", "_greeted", "_marks", "_other", "_pings",
                  "_reopened", "_request", "_send_lock")
 
     def __init__(
@@ -146,46 +148,38 @@ class TranslatingRelay(Relay):
         super().__init__(request, client, upstream, session, fields)
         self._request = request
         self._channels: tuple[str, ...] = BOOTSTRAP_CHANNELS
-        # When this socket last reopened upstream (RELAY_RECONNECTS_PER_SOCKET).
-        self._reopened: deque[float] = deque()
-        self._readers: dict[Upstream, asyncio.Task[None]] = {}
+        # When this socket last reopened upstream, oldest first (RELAY_RECONNECTS_PER_SOCKET).
+        self._reopened: list[float] = []
         # Events read during a swap, by fingerprint -> the socket they were read on.
         self._marks: OrderedDict[str, Upstream] | None = None
         self._send_lock = asyncio.Lock()
         self._greeted = False
-        self._lost = asyncio.Event()
-        # Pings the page sent on each upstream socket whose pongs have not come back yet.
-        self._pings: dict[Upstream, int] = {}
-        # The old socket of a swap, read until the pong to the relay's own last ping.
+        # Pings the page sent on the current upstream socket, and on the one being drained, whose
+        # pongs have not come back yet (the pong after them on the drained one is the relay's).
+        self._pings = 0
+        self._draining_pings = 0
+        # The old socket of a swap, read until the pong to the relay's own last ping, and that pong.
         self._draining: Upstream | None = None
-        self._drained = asyncio.Event()
-        # Every upstream socket not yet closed (two during a swap), so none outlives the page's.
-        self._open: set[Upstream] = {upstream}
+        self._drained: asyncio.Future[None] | None = None
+        # A swap's second upstream socket while it is open (the new one, then the old one), so
+        # none outlives the page's socket.
+        self._other: Upstream | None = None
 
     # --- upstream -> page ------------------------------------------------------------------------
 
     async def _to_client(self) -> None:
-        """Read every open upstream socket; end when the current one ends, or any lost an event."""
-        lost = asyncio.create_task(self._lost.wait())
-        try:
-            while True:
-                upstream = self._upstream
-                reader = self._readers.get(upstream)
-                if reader is None:
-                    reader = self._readers[upstream] = asyncio.create_task(self._read(upstream))
-                await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
-                if self._lost.is_set():
-                    return
-                if upstream is self._upstream:
-                    self._upstream_ended(upstream)
-                    return
-        finally:
-            lost.cancel()
-            for task in self._readers.values():
-                task.cancel()
-            await asyncio.gather(*self._readers.values(), return_exceptions=True)
+        """Read the current upstream socket to its end; if a swap replaced it meanwhile, go on with
+        the new one. End when the current one ends, or when an event was lost."""
+        while True:
+            upstream = self._upstream
+            if not await self._read(upstream):
+                return
+            if upstream is self._upstream:
+                self._upstream_ended(upstream)
+                return
 
-    async def _read(self, upstream: Upstream) -> None:
+    async def _read(self, upstream: Upstream) -> bool:
+        """Pass on what `upstream` sends until it closes; False if it lost an event."""
         async for message in upstream:
             if message.type is WSMsgType.TEXT:
                 await self._from_upstream(upstream, message.data)
@@ -193,9 +187,9 @@ class TranslatingRelay(Relay):
             elif too_large(message) or self._budget.cut(upstream):
                 # Over RELAY_MAX_EVENT_BYTES on either socket: the event is lost, and the page told.
                 self._upstream_ended(upstream)
-                self._lost.set()
-                return
+                return False
             del message  # else the last event stays alive until the next one (see Relay._to_appwrite)
+        return True
 
     async def _from_upstream(self, upstream: Upstream, text: bytes) -> None:
         try:
@@ -215,11 +209,15 @@ class TranslatingRelay(Relay):
                     json.dumps({"type": "connected", "data": {"channels": [], "subscriptions": [], "user": user}})
                 )
             return
-        if kind == "pong" and not self._pings.get(upstream) and upstream is self._draining:
-            self._drained.set()
-            return
-        if kind == "pong" and self._pings.get(upstream):
-            self._pings[upstream] -= 1
+        if kind == "pong":
+            if upstream is not self._draining:
+                self._pings = max(0, self._pings - 1)
+            elif self._draining_pings:
+                self._draining_pings -= 1
+            else:
+                if self._drained is not None and not self._drained.done():
+                    self._drained.set_result(None)
+                return
         if kind != "event" or not isinstance(frame.get("data"), dict):
             await self._send_ordered(text)
             return
@@ -264,7 +262,7 @@ class TranslatingRelay(Relay):
             await self._send_ordered(self._unsubscribe(frame.get("data")))
         else:
             if frame["type"] == "ping":
-                self._pings[self._upstream] = self._pings.get(self._upstream, 0) + 1
+                self._pings += 1
             await super()._forward(text, frame)
 
     async def _subscribe(self, items: Any) -> None:
@@ -335,7 +333,7 @@ class TranslatingRelay(Relay):
                 wait = self._reopened[0] + policy.window_seconds - _clock()
                 if wait > 0:
                     await _pause(wait)
-                self._reopened.popleft()
+                del self._reopened[0]
             self._reopened.append(_clock())
         limits = self._app[ACCESS_LIMITS]
         for _ in range(MAX_IP_WAITS):
@@ -368,8 +366,7 @@ class TranslatingRelay(Relay):
         self._marks = OrderedDict()
         try:
             try:
-                new = await connect_upstream(self._request, self._session, Handshake(channels, ()))
-                self._open.add(new)
+                new = self._other = await connect_upstream(self._request, self._session, Handshake(channels, ()))
             except ProblemError as problem:
                 return _error(WSCloseCode.INTERNAL_ERROR, f"Appwrite Realtime could not be reopened: {problem.detail}")
             try:
@@ -383,29 +380,27 @@ class TranslatingRelay(Relay):
                 if isinstance(greeting, dict) and greeting.get("type") == "error":
                     return json.dumps(greeting)
                 return _error(WSCloseCode.INTERNAL_ERROR, "Appwrite Realtime did not accept the new channels.")
-            old = self._upstream
+            # The reader goes on with `new` once `old` is closed (it is reading `old` now).
+            old = self._other = self._upstream
             self._upstream, self._channels = new, channels
-            self._readers[new] = asyncio.create_task(self._read(new))
+            self._draining_pings, self._pings = self._pings, 0
             await self._drain(old)
             await self._close_upstream(old)
-            self._pings.pop(old, None)
-            reader = self._readers.pop(old, None)
-            if reader is not None:
-                await asyncio.gather(reader, return_exceptions=True)
             return None
         finally:
             # Copies of the old socket's last events may still be on their way on the new one.
             asyncio.get_running_loop().call_later(2.0, self._forget_marks, self._marks)
 
     async def _close_upstream(self, upstream: Upstream) -> None:
-        self._open.discard(upstream)
+        if upstream is self._other:
+            self._other = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(upstream.close(), 2.0)
 
     async def _close(self, code: int, reason: str) -> None:
         # A swap cut short (the page left, a drain) may leave a second upstream socket open.
-        for upstream in list(self._open - {self._upstream}):
-            await self._close_upstream(upstream)
+        if self._other is not None:
+            await self._close_upstream(self._other)
         await super()._close(code, reason)
 
     async def _drain(self, old: Upstream) -> None:
@@ -413,15 +408,15 @@ class TranslatingRelay(Relay):
         away what it holds unread, among which events published before the new socket was
         registered; Appwrite answers frames in order, so all of those come before that pong."""
         self._draining = old
-        self._drained.clear()
+        self._drained = drained = asyncio.get_running_loop().create_future()
         try:
             await old.send_str(json.dumps({"type": "ping"}))
             async with asyncio.timeout(self._app[SETTINGS].upstream_timeout_seconds):
-                await self._drained.wait()
+                await drained
         except (TimeoutError, ConnectionError, RuntimeError):
             pass  # the old socket is gone or silent: what it still held is lost (see the docstring)
         finally:
-            self._draining = None
+            self._draining = self._drained = None
 
     def _forget_marks(self, marks: object) -> None:
         if self._marks is marks:
