@@ -43,15 +43,36 @@ from appwrite_token_exchange.settings import Settings
 # Appwrite pushes is capped by RELAY_MAX_EVENT_BYTES instead: an event can be a whole document.
 MAX_FRAME_BYTES = 64_000
 
+class _HandshakeSpan:
+    """The route's span, ended once: when the page's socket is open, else as the handshake ends.
+    Not an ExitStack: this lives as long as the socket, and an ExitStack keeps a deque (760 bytes)."""
+
+    __slots__ = ("_manager", "span")
+
+    def __init__(self, manager: contextlib.AbstractContextManager[Any]) -> None:
+        self._manager: contextlib.AbstractContextManager[Any] | None = manager
+        self.span = manager.__enter__()
+
+    def end(self, error: BaseException | None = None) -> None:
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+
+
 async def relay(request: web.Request) -> web.StreamResponse:
     # The route's span covers the handshake only: it ends once the page's socket is open (a socket
     # lives for hours; what it does then is in the relay metrics and the audit log).
-    with contextlib.ExitStack() as spanned:
-        span = spanned.enter_context(request.app[TRACING].server_span(request, RELAY_PATH))
-        return await _relay(request, spanned, span)
+    spanned = _HandshakeSpan(request.app[TRACING].server_span(request, RELAY_PATH))
+    try:
+        return await _relay(request, spanned)
+    except BaseException as error:
+        spanned.end(error)
+        raise
+    finally:
+        spanned.end()
 
 
-async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span: Any) -> web.StreamResponse:
+async def _relay(request: web.Request, spanned: _HandshakeSpan) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
@@ -92,9 +113,9 @@ async def _relay(request: web.Request, spanned: contextlib.ExitStack[Any], span:
         except BaseException:
             await upstream.close()
             raise
-        set_response(span, 101)
-        request[HANDSHAKE_SPAN] = span  # the socket's later session re-checks link to it
-        spanned.close()
+        set_response(spanned.span, 101)
+        request[HANDSHAKE_SPAN] = spanned.span  # the socket's later session re-checks link to it
+        spanned.end()
         # This frame lives as long as the socket, thousands of times over: what only the
         # handshake needed goes now.
         del caller, admission, handshake

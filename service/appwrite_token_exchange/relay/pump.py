@@ -8,7 +8,6 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -39,16 +38,6 @@ _DIRECTIONS = ("to_appwrite", "to_client")
 _TO_APPWRITE, _TO_CLIENT = 0, 1
 
 
-@dataclass(slots=True)
-class RelayStats:
-    opened_at: float = field(default_factory=time.monotonic)
-    # Per direction, in _DIRECTIONS' order (lists: a socket holds them for hours, thousands of times).
-    frames: list[int] = field(default_factory=lambda: [0, 0])
-    bytes: list[int] = field(default_factory=lambda: [0, 0])
-    close_reason: str | None = None
-    close_code: int = WSCloseCode.OK
-
-
 class _SlowClient(Exception):
     """The browser stopped reading; its socket is closed instead of buffering without bound."""
 
@@ -65,17 +54,21 @@ class Relay:
         "__weakref__",
         "_app",
         "_budget",
+        "_bytes",
         "_client",
+        "_close_code",
+        "_close_reason",
         "_fields",
+        "_frames",
         "_handshake_span",
         "_metrics",
+        "_opened_at",
         "_patterns",
         "_pump",
         "_reader",
         "_recheck",
         "_recheck_timer",
         "_session",
-        "_stats",
         "_stopped",
         "_subscriptions",
         "_upstream",
@@ -94,7 +87,13 @@ class Relay:
         self._upstream = upstream
         self._session = session
         self._fields = fields
-        self._stats = RelayStats()
+        self._opened_at = time.monotonic()
+        # Per direction, in _DIRECTIONS' order (short lists: a socket holds them for hours, thousands
+        # of times over).
+        self._frames = [0, 0]
+        self._bytes = [0, 0]
+        self._close_reason: str | None = None
+        self._close_code: int = WSCloseCode.OK
         self._patterns = request.app[SETTINGS].relay_channels_allow
         self._metrics = request.app[METRICS]
         self._budget = request.app[RELAY_BUDGET]
@@ -135,14 +134,14 @@ class Relay:
             for task in tasks:
                 task.cancel()
             self._end("error", WSCloseCode.INTERNAL_ERROR)
-            reason = self._stats.close_reason or "error"
+            reason = self._close_reason or "error"
             # Accounted before any await: the server cancels this task when the page's connection
             # is lost, which the page's own close can cause.
             self._account(reason)
             try:
                 await asyncio.gather(*tasks, return_exceptions=True)
             finally:
-                await self._close(self._stats.close_code, reason)
+                await self._close(self._close_code, reason)
 
     def stop(self, reason: str, code: int) -> None:
         """End the socket from outside its pumps: the handler's read of the page is interrupted
@@ -168,24 +167,24 @@ class Relay:
         metrics = self._metrics
         metrics.relay_open.dec()
         metrics.relay_closes.labels(reason).inc()
-        frames = dict(zip(_DIRECTIONS, self._stats.frames, strict=True))
-        sizes = dict(zip(_DIRECTIONS, self._stats.bytes, strict=True))
+        frames = dict(zip(_DIRECTIONS, self._frames, strict=True))
+        sizes = dict(zip(_DIRECTIONS, self._bytes, strict=True))
         for direction in _DIRECTIONS:
             metrics.relay_frames.labels(direction).inc(frames[direction])
             metrics.relay_bytes.labels(direction).inc(sizes[direction])
         audit.relay_closed(
-            duration_s=round(time.monotonic() - self._stats.opened_at, 3),
+            duration_s=round(time.monotonic() - self._opened_at, 3),
             frames=frames,
             bytes=sizes,
-            close_code=int(self._stats.close_code),
+            close_code=int(self._close_code),
             close_reason=reason,
             **self._fields,
         )
 
     def _end(self, reason: str, code: int) -> str:
         """Record why the socket ends; the first reason wins. Returns the reason given."""
-        if self._stats.close_reason is None:
-            self._stats.close_reason, self._stats.close_code = reason, code
+        if self._close_reason is None:
+            self._close_reason, self._close_code = reason, code
         return reason
 
     async def _close(self, code: int, reason: str) -> None:
@@ -299,8 +298,8 @@ class Relay:
         self._count(_TO_CLIENT, size)
 
     def _count(self, direction: int, size: int) -> None:
-        self._stats.frames[direction] += 1
-        self._stats.bytes[direction] += size
+        self._frames[direction] += 1
+        self._bytes[direction] += size
 
     def _recheck_due(self) -> None:
         self._recheck = asyncio.ensure_future(self._recheck_session())

@@ -26,8 +26,9 @@ class Subscriptions:
         self._order = 0
         # id -> (its place in subscription order, its channels)
         self._by_id: dict[str, tuple[int, tuple[str, ...]]] = {}
-        # channel -> the ids subscribed to it (an insertion-ordered set)
-        self._by_channel: dict[str, dict[str, None]] = {}
+        # channel -> the ids subscribed to it, in the order they came (a tuple, not a set: most
+        # channels have one or two, and a socket keeps them for hours)
+        self._by_channel: dict[str, tuple[str, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -56,16 +57,17 @@ class Subscriptions:
         merged = tuple(dict.fromkeys((*known, *channels)))
         self._by_id[subscription_id] = (place, merged)
         for channel in merged[len(known):]:
-            self._by_channel.setdefault(channel, {})[subscription_id] = None
+            self._by_channel[channel] = (*self._by_channel.get(channel, ()), subscription_id)
 
     def remove(self, subscription_id: str) -> bool:
         found = self._by_id.pop(subscription_id, None)
         if found is None:
             return False
         for channel in found[1]:
-            holders = self._by_channel[channel]
-            del holders[subscription_id]
-            if not holders:
+            holders = tuple(held for held in self._by_channel[channel] if held != subscription_id)
+            if holders:
+                self._by_channel[channel] = holders
+            else:
                 del self._by_channel[channel]
         return True
 
@@ -74,7 +76,7 @@ class Subscriptions:
         found: dict[str, None] = {}
         for channel in channels:
             if isinstance(channel, str) and channel in self._by_channel:
-                found.update(self._by_channel[channel])
+                found.update(dict.fromkeys(self._by_channel[channel]))
         if len(found) < 2:
             return list(found)
         return sorted(found, key=lambda subscription_id: self._by_id[subscription_id][0])
@@ -83,7 +85,7 @@ class Subscriptions:
         twin = Subscriptions(self._max_subscriptions, self._max_channels)
         twin._order = self._order
         twin._by_id = dict(self._by_id)
-        twin._by_channel = {channel: dict(ids) for channel, ids in self._by_channel.items()}
+        twin._by_channel = dict(self._by_channel)
         return twin
 
 

@@ -135,7 +135,7 @@ class TranslatingRelay(Relay):
     """A relayed socket whose page subscribes by frame and whose server reads channels from the URL."""
 
     __slots__ = ("_channels", "_drained", "_draining", "_draining_pings", "_greeted", "_marks", "_other", "_pings",
-                 "_reopened", "_request", "_send_lock")
+                 "_reopened", "_request")
 
     def __init__(
         self,
@@ -152,7 +152,6 @@ class TranslatingRelay(Relay):
         self._reopened: list[float] = []
         # Events read during a swap, by fingerprint -> the socket they were read on.
         self._marks: OrderedDict[str, Upstream] | None = None
-        self._send_lock = asyncio.Lock()
         self._greeted = False
         # Pings the page sent on the current upstream socket, and on the one being drained, whose
         # pongs have not come back yet (the pong after them on the drained one is the relay's).
@@ -172,24 +171,18 @@ class TranslatingRelay(Relay):
         the new one. End when the current one ends, or when an event was lost."""
         while True:
             upstream = self._upstream
-            if not await self._read(upstream):
-                return
+            async for message in upstream:
+                if message.type is WSMsgType.TEXT:
+                    await self._from_upstream(upstream, message.data)
+                    self._budget.passed_on(upstream, message.data)
+                elif too_large(message) or self._budget.cut(upstream):
+                    # Over RELAY_MAX_EVENT_BYTES on either socket: the event is lost, and the page told.
+                    self._upstream_ended(upstream)
+                    return
+                del message  # else the last event stays alive until the next one (see Relay._to_appwrite)
             if upstream is self._upstream:
                 self._upstream_ended(upstream)
                 return
-
-    async def _read(self, upstream: Upstream) -> bool:
-        """Pass on what `upstream` sends until it closes; False if it lost an event."""
-        async for message in upstream:
-            if message.type is WSMsgType.TEXT:
-                await self._from_upstream(upstream, message.data)
-                self._budget.passed_on(upstream, message.data)
-            elif too_large(message) or self._budget.cut(upstream):
-                # Over RELAY_MAX_EVENT_BYTES on either socket: the event is lost, and the page told.
-                self._upstream_ended(upstream)
-                return False
-            del message  # else the last event stays alive until the next one (see Relay._to_appwrite)
-        return True
 
     async def _from_upstream(self, upstream: Upstream, text: bytes) -> None:
         try:
@@ -197,7 +190,7 @@ class TranslatingRelay(Relay):
         except ValueError:
             frame = None
         if not isinstance(frame, dict):
-            await self._send_ordered(text)
+            await self._send_client_text(text)
             return
         kind = frame.get("type")
         if kind == "connected":
@@ -205,7 +198,7 @@ class TranslatingRelay(Relay):
             if not self._greeted:
                 self._greeted = True
                 user = frame.get("data", {}).get("user") if isinstance(frame.get("data"), dict) else None
-                await self._send_ordered(
+                await self._send_client_text(
                     json.dumps({"type": "connected", "data": {"channels": [], "subscriptions": [], "user": user}})
                 )
             return
@@ -219,7 +212,7 @@ class TranslatingRelay(Relay):
                     self._drained.set_result(None)
                 return
         if kind != "event" or not isinstance(frame.get("data"), dict):
-            await self._send_ordered(text)
+            await self._send_client_text(text)
             return
         data: dict[str, Any] = frame["data"]
         channels = data.get("channels")
@@ -229,7 +222,7 @@ class TranslatingRelay(Relay):
             return
         if self._marks is not None and self._seen_on_other_socket(upstream, data):
             return
-        await self._send_ordered(json.dumps({"type": "event", "data": {**data, "subscriptions": ids}}))
+        await self._send_client_text(json.dumps({"type": "event", "data": {**data, "subscriptions": ids}}))
 
     def _seen_on_other_socket(self, upstream: Upstream, data: dict[str, Any]) -> bool:
         assert self._marks is not None
@@ -244,22 +237,14 @@ class TranslatingRelay(Relay):
             self._marks.popitem(last=False)
         return False
 
-    async def _send_ordered(self, text: str | bytes) -> None:
-        # Both sockets' readers send during a swap; the lock keeps the order they decided in.
-        async with self._send_lock:
-            await self._send_client_text(text)
-
     # --- page -> upstream ------------------------------------------------------------------------
-
-    async def _reply(self, text: str) -> None:
-        await self._send_ordered(text)
 
     async def _forward(self, text: str, frame: dict[str, Any]) -> None:
         """Subscriptions are the relay's to answer; other frames go to the current upstream socket."""
         if frame["type"] == "subscribe":
             await self._subscribe(frame.get("data"))
         elif frame["type"] == "unsubscribe":
-            await self._send_ordered(self._unsubscribe(frame.get("data")))
+            await self._send_client_text(self._unsubscribe(frame.get("data")))
         else:
             if frame["type"] == "ping":
                 self._pings += 1
@@ -268,19 +253,19 @@ class TranslatingRelay(Relay):
     async def _subscribe(self, items: Any) -> None:
         parsed = _subscribe_items(items)
         if isinstance(parsed, str):
-            await self._send_ordered(_error(FORMAT_INVALID, parsed))
+            await self._send_client_text(_error(FORMAT_INVALID, parsed))
             return
         before = self.subscriptions.copy()
         self._hold_to_caps(self.subscriptions.add_all(parsed))
         if set(self.subscriptions.channels) <= set(self._channels):
-            await self._send_ordered(_answer(parsed))
+            await self._send_client_text(_answer(parsed))
             return
         batch, held = await self._join_while_waiting([parsed])
         refusal = await self._swap(self.subscriptions.channels)
         if refusal is not None:
             self._subscriptions = before
         for joined in batch:
-            await self._send_ordered(refusal or _answer(joined))
+            await self._send_client_text(refusal or _answer(joined))
         if held is not None and held.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             await self._take(held)  # the frame that ended the joining, as the pump would have
 
