@@ -61,69 +61,66 @@ class _HandshakeSpan:
 
 async def relay(request: web.Request) -> web.StreamResponse:
     # The route's span covers the handshake only: it ends once the page's socket is open (a socket
-    # lives for hours; what it does then is in the relay metrics and the audit log).
+    # lives for hours; what it does then is in the relay metrics and the audit log). One function,
+    # not a handshake function calling a relay one: its frame lives as long as the socket.
     spanned = _HandshakeSpan(request.app[TRACING].server_span(request, RELAY_PATH))
     try:
-        return await _relay(request, spanned)
+        app = request.app
+        settings = app[SETTINGS]
+        # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
+        # sends from cancellation, which would let a client that stops reading pin the relay forever.
+        client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
+        if not client.can_prepare(request).ok:
+            raise ProblemError("bad_request", "This route takes a WebSocket upgrade.")
+        if app[LIFECYCLE].draining:
+            raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
+        caller = await identify(request, check_origin, lambda: _allowed_handshake(request, settings))
+        handshake = caller.screened
+        session = caller.session.value
+        fields: dict[str, object] = {
+            "client_ip": request[CLIENT_IP],
+            "origin": request.headers.get("Origin"),
+            "session_hash": caller.session_hash,
+        }
+        ip_key = limit_key_for_ip(request[CLIENT_IP], settings.ipv6_prefix_length)
+        # Checked and counted with no await in between, and given back however the handshake or the
+        # socket ends (refused, failed, cancelled, closed): handshakes in flight cannot overshoot a cap.
+        with app[RELAY_SLOTS].reserve(ip_key, caller.fingerprint) as slot:
+            admission = await admit(request, caller)
+            user_id = await ask_appwrite(
+                request, admission, lambda: app[APPWRITE].get_account_id(session), user_of=lambda user_id: user_id
+            )
+            slot.claim_user(user_id)
+            fields["user_id"] = user_id
+
+            # A page that names no channels in its URL (web SDK >= 25) subscribes by frame; servers
+            # that take channels only in the URL (1.8.x, 1.9.0) need the relay to translate.
+            translate = not handshake.channels and await app[RELAY_URL_CHANNELS].needed(app[RELAY_HTTP])
+            if translate:
+                handshake = Handshake(BOOTSTRAP_CHANNELS, ())
+            upstream = await connect_upstream(request, session, handshake)
+            client.headers["X-Request-ID"] = request[REQUEST_ID]
+            try:
+                await client.prepare(request)
+            except BaseException:
+                await upstream.close()
+                raise
+            set_response(spanned.span, 101)
+            request[HANDSHAKE_SPAN] = spanned.span  # the socket's later session re-checks link to it
+            spanned.end()
+            # This frame lives as long as the socket, thousands of times over: what only the
+            # handshake needed goes now.
+            del caller, admission, handshake
+            if translate:
+                await TranslatingRelay(request, client, upstream, session, fields).run()
+            else:
+                await Relay(request, client, upstream, session, fields).run()
+        return client
     except BaseException as error:
         spanned.end(error)
         raise
     finally:
         spanned.end()
-
-
-async def _relay(request: web.Request, spanned: _HandshakeSpan) -> web.StreamResponse:
-    app = request.app
-    settings = app[SETTINGS]
-    # No permessage-deflate: Realtime frames are small JSON, and aiohttp shields large compressed
-    # sends from cancellation, which would let a client that stops reading pin the relay forever.
-    client = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
-    if not client.can_prepare(request).ok:
-        raise ProblemError("bad_request", "This route takes a WebSocket upgrade.")
-    if app[LIFECYCLE].draining:
-        raise ProblemError("service_draining", "This replica is shutting down; reconnect.", {"Retry-After": "1"})
-    caller = await identify(request, check_origin, lambda: _allowed_handshake(request, settings))
-    handshake = caller.screened
-    session = caller.session.value
-    fields: dict[str, object] = {
-        "client_ip": request[CLIENT_IP],
-        "origin": request.headers.get("Origin"),
-        "session_hash": caller.session_hash,
-    }
-    ip_key = limit_key_for_ip(request[CLIENT_IP], settings.ipv6_prefix_length)
-    # Checked and counted with no await in between, and given back however the handshake or the
-    # socket ends (refused, failed, cancelled, closed): handshakes in flight cannot overshoot a cap.
-    with app[RELAY_SLOTS].reserve(ip_key, caller.fingerprint) as slot:
-        admission = await admit(request, caller)
-        user_id = await ask_appwrite(
-            request, admission, lambda: app[APPWRITE].get_account_id(session), user_of=lambda user_id: user_id
-        )
-        slot.claim_user(user_id)
-        fields["user_id"] = user_id
-
-        # A page that names no channels in its URL (web SDK >= 25) subscribes by frame; servers
-        # that take channels only in the URL (1.8.x, 1.9.0) need the relay to translate.
-        translate = not handshake.channels and await app[RELAY_URL_CHANNELS].needed(app[RELAY_HTTP])
-        if translate:
-            handshake = Handshake(BOOTSTRAP_CHANNELS, ())
-        upstream = await connect_upstream(request, session, handshake)
-        client.headers["X-Request-ID"] = request[REQUEST_ID]
-        try:
-            await client.prepare(request)
-        except BaseException:
-            await upstream.close()
-            raise
-        set_response(spanned.span, 101)
-        request[HANDSHAKE_SPAN] = spanned.span  # the socket's later session re-checks link to it
-        spanned.end()
-        # This frame lives as long as the socket, thousands of times over: what only the
-        # handshake needed goes now.
-        del caller, admission, handshake
-        if translate:
-            await TranslatingRelay(request, client, upstream, session, fields).run()
-        else:
-            await Relay(request, client, upstream, session, fields).run()
-    return client
 
 
 def _allowed_handshake(request: web.Request, settings: Settings) -> Handshake:

@@ -122,7 +122,16 @@ class Relay:
         try:
             try:
                 with contextlib.suppress(_SlowClient, SocketEnded):
-                    await self._to_appwrite()
+                    # The page's frames, in this frame (no coroutine of its own: each costs memory
+                    # thousands of times over).
+                    async for message in self._client:
+                        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                            await self._take(message)
+                        # A loop variable holds its value until the next frame comes, which can be
+                        # hours away: thousands of sockets each holding their last frame is memory
+                        # no cap counts.
+                        del message
+                    self._end("client_closed", WSCloseCode.OK)
             except asyncio.CancelledError:
                 if not self._stopped or self._pump is None or self._pump.uncancel():
                     raise  # cancelled by someone else (a shutdown, the server): finish, and pass it on
@@ -194,15 +203,6 @@ class Relay:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._client.close(code=code, message=reason.encode()), 2.0)
 
-    async def _to_appwrite(self) -> None:
-        async for message in self._client:
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await self._take(message)
-            # A loop variable holds its value until the next frame comes, which can be hours away:
-            # thousands of sockets each holding their last frame is memory no cap counts.
-            del message
-        self._end("client_closed", WSCloseCode.OK)
-
     async def _take(self, message: aiohttp.WSMessage) -> None:
         # Binary frames are screened exactly like text ones (Appwrite decodes both as JSON), and
         # what goes upstream is always the text the relay re-encoded from what it read.
@@ -253,7 +253,7 @@ class Relay:
                 await self._pass_on(message)
             elif too_large(message):
                 break
-            del message  # else the last event stays alive until the next one (see _to_appwrite)
+            del message  # else the last event stays alive until the next one (see run)
         self._upstream_ended(self._upstream)
 
     async def _pass_on(self, message: aiohttp.WSMessage | WSMessageTextBytes) -> None:

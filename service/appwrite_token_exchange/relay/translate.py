@@ -179,7 +179,7 @@ class TranslatingRelay(Relay):
                     # Over RELAY_MAX_EVENT_BYTES on either socket: the event is lost, and the page told.
                     self._upstream_ended(upstream)
                     return
-                del message  # else the last event stays alive until the next one (see Relay._to_appwrite)
+                del message  # else the last event stays alive until the next one (see Relay.run)
             if upstream is self._upstream:
                 self._upstream_ended(upstream)
                 return
