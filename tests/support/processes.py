@@ -37,7 +37,12 @@ async def wait_until_up(url: str, timeout: float = 20.0) -> None:
 async def running(
     *args: str, env: Mapping[str, str] | None = None, ready_url: str | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m appwrite_token_exchange ARGS` as a child process, killed at the end whatever happens."""
+    """`python -m appwrite_token_exchange ARGS` as a child process, killed at the end whatever happens.
+
+    Its output is piped for the test to read. A pipe nobody reads is full after about 192 KiB (the
+    kernel's 64 KiB and asyncio's 128 KiB), and the child's next log line then blocks its whole
+    event loop: a test whose children log more (the emulator logs a line per request) reads it
+    with `output_read`. That froze the pod-sized relay test near 1,200 sockets."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "appwrite_token_exchange", *args,
         env={**os.environ, **(env or {})},
@@ -52,3 +57,33 @@ async def running(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+OUTPUT_TAIL_BYTES = 4096
+
+
+@contextlib.asynccontextmanager
+async def output_read(**children: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Read the children's output as it comes, keeping its tail for a failure's message: for a test
+    whose children log more than a pipe holds (see `running`)."""
+    tails = {f"{name} {kind}": bytearray() for name in children for kind in ("stdout", "stderr")}
+
+    async def drain(stream: asyncio.StreamReader | None, tail: bytearray) -> None:
+        while stream is not None and (chunk := await stream.read(65536)):
+            tail += chunk
+            del tail[:-OUTPUT_TAIL_BYTES]
+
+    tasks = [
+        asyncio.create_task(drain(getattr(process, kind), tails[f"{name} {kind}"]))
+        for name, process in children.items() for kind in ("stdout", "stderr")
+    ]
+    try:
+        yield
+    except Exception as error:
+        for name, tail in tails.items():
+            error.add_note(f"--- {name} (last {OUTPUT_TAIL_BYTES} bytes) ---\n{tail.decode(errors='replace')}")
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
