@@ -190,7 +190,7 @@ def _start(children: Children, cores: Cores, emulator: Child, server: Server, en
 
 
 @contextmanager
-def _pages(
+def open_pages(
     children: Children, cores: Cores, server: Child, emulator: Child, sessions_file: Path, count: int, mode: str,
     *more: str,
 ) -> Iterator[tuple[ClientProcess, dict[str, Any], int]]:
@@ -216,7 +216,8 @@ def memory_and_fan_out(
     found = Population(server.key, server.label, count)
     process = _start(children, cores, emulator, server, POPULATION_LIMITS)
     try:
-        with _pages(children, cores, process, emulator, sessions_file, count, server.mode) as (client, opened, before):
+        pages = open_pages(children, cores, process, emulator, sessions_file, count, server.mode)
+        with pages as (client, opened, before):
             found.rss_before_kib, found.rss_after_kib = before, process.rss()
             found.opened, found.failures = int(opened["relayed"]), dict(opened["failures"])
             found.open_seconds = float(opened["seconds"])
@@ -265,7 +266,7 @@ def large_event(
     found = LargeEvent(sizes.large_sockets, sizes.large_bytes, budget)
     process = _start(children, cores, emulator, LARGE, POPULATION_LIMITS)
     try:
-        with _pages(children, cores, process, emulator, sessions_file, sizes.large_sockets, "plain",
+        with open_pages(children, cores, process, emulator, sessions_file, sizes.large_sockets, "plain",
                     "--max-msg-bytes", "0") as (client, opened, _):
             found.pages = int(opened["relayed"])
             found.rss_before_kib, found.peak_before_kib = process.rss(), process.peak_rss()
@@ -280,6 +281,7 @@ def large_event(
     return found
 
 
-def shipped_pod() -> Capacity:
-    """The caps the shipped pod derives at its defaults (no RELAY_MAX_* set)."""
-    return plan(MemoryLimit(POD_MEMORY_BYTES, "deploy/k8s/base"), None, None)
+def shipped_pod(tls: bool = False) -> Capacity:
+    """The caps the shipped pod derives at its defaults (no RELAY_MAX_* set), by default for the ws://
+    upstream measured here (bench/relay_tls.py measures wss://)."""
+    return plan(MemoryLimit(POD_MEMORY_BYTES, "deploy/k8s/base"), None, None, tls=tls)

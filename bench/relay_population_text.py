@@ -97,9 +97,10 @@ def _pod(result: PopulationResult) -> list[str]:
     predicted = {key: (base + sockets * result.populations[key].kib_per_socket) / 1024
                  for key in ("plain", "translated")}
     return [
-        f"  shipped pod ({pod.limit.source}, {POD_MEMORY} limit, caps left to auto): plan() gives RELAY_MAX_SOCKETS "
+        f"  shipped pod ({pod.limit.source}, {POD_MEMORY} limit, caps left to auto) with a {pod.upstream_scheme}:// "
+        f"upstream, as measured here (wss:// below): plan() gives RELAY_MAX_SOCKETS "
         f"{sockets:,} and RELAY_MAX_BYTES_IN_FLIGHT {pod.max_bytes_in_flight / MIB:.1f} MiB (it assumes a "
-        f"{capacity.BASE_BYTES / MIB:.0f} MiB process and {capacity.SOCKET_BYTES / 1024:.0f} KiB per socket)",
+        f"{capacity.BASE_BYTES / MIB:.0f} MiB process and {pod.socket_bytes / 1024:.0f} KiB per socket)",
         f"    predicted RSS at {sockets:,} sockets = base {base / 1024:.1f} MiB (the plain run's, before its pages) + "
         f"{sockets:,} x measured KiB/socket: {predicted['plain']:.1f} MiB plain, {predicted['translated']:.1f} MiB "
         f"translated, of {POD_MEMORY_BYTES / MIB:.0f} MiB; with the byte budget full ({capacity.IN_FLIGHT_COPIES} "

@@ -27,6 +27,7 @@ from bench.profile import Profile, profile_service
 from bench.relay import RelayResult, relay_bench
 from bench.relay_population import PopulationResult, Sizes, population_bench
 from bench.relay_population_text import population_text
+from bench.relay_tls import TlsResult, tls_bench, tls_text
 from bench.replicas import Replicas, replicas_bench
 from bench.report import markdown_table, paired, targets, targets_markdown, targets_text, text_table
 from bench.scale import StateSize, state_sizes, state_text
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="subscribe frames of the swap storm, each adding a channel")
     parser.add_argument("--relay-large-sockets", type=int, default=40, help="pages the large event goes to")
     parser.add_argument("--relay-large-mib", type=float, default=5.0, help="the large event's payload, MiB")
+    parser.add_argument("--relay-tls-sockets", type=int, default=1000,
+                        help="pages per server in the ws:// and wss:// upstream rows (bench/relay_tls.py)")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-configs", default="memory,redis", help="which service rows to profile")
     parser.add_argument("--sut-cpu", type=int, default=None, help="the CPU for the system under test")
@@ -72,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.seconds, args.rounds, args.users = 1.0, 1, 4
         args.flatness, args.relay_sockets, args.relay_events = "200,1000", 20, 10
         args.relay_fanouts, args.relay_storm_frames, args.relay_large_sockets, args.relay_large_mib = 2, 30, 5, 1.0
+        args.relay_tls_sockets = 20
         args.connections, args.state_sizes = "64", "1000,2000"
         args.parts = ",".join(p for p in args.parts.split(",") if p != "profile")
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     flat: Flatness | None = None
     relay: RelayResult | None = None
     population: PopulationResult | None = None
+    tls: TlsResult | None = None
     profiles: dict[str, Profile] = {}
     trips: dict[str, float] = {}
     redis_use: RedisFootprint | None = None
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                           round(args.relay_large_mib * 2**20))
             log(f"relay at population scale: {scale}")
             population = population_bench(children, cores, out, scale, log)
+            log(f"relay by upstream scheme: {args.relay_tls_sockets:,} pages per server, ws:// and wss://")
+            tls = tls_bench(children, cores, out, args.relay_tls_sockets, log)
     elapsed = time.monotonic() - began
     found = targets({r.key: r for r in rows}, flat, relay, sizes, population)
     row_by_key = {r.key: r for r in rows}
@@ -278,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         print(relay_text(relay))
     if population is not None:
         print(population_text(population))
+    if tls is not None:
+        print(tls_text(tls))
     for key, profile in profiles.items():
         row = row_by_key.get(key)
         print(f"\nprofile of '{key}'" + (f" (µs scaled to its {row.cpu_us:.0f} µs per exchange)" if row else ""))
@@ -292,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [r.to_json() for r in rows], "flatness": flat.to_json() if flat else None,
         "relay": relay.to_json() if relay else None, "round_trips": trips,
         "relay_population": population.to_json() if population else None,
+        "relay_tls": tls.to_json() if tls else None,
         "redis_footprint": redis_use.to_json() if redis_use else None,
         "maxmemory_mib_per_100k_users": round(maxmemory_mib(redis_use)) if redis_use else None,
         "connections": {str(c): [r.to_json() for r in rs] for c, rs in by_connections.items()},

@@ -1,6 +1,6 @@
 """What the relay may hold, sized to the memory limit: read from the cgroup as a container sees it
-(v2, then v1), or set; derived caps, explicit ones kept; and the shipped pod's numbers as the
-README states them."""
+(v2, then v1), or set; derived caps, counted per upstream scheme, explicit ones kept; and the
+shipped pod's numbers as the README states them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from appwrite_token_exchange.capacity import (
+    SOCKET_BYTES,
+    TLS_SOCKET_BYTES,
     UNLIMITED_IN_FLIGHT_BYTES,
     UNLIMITED_SOCKETS,
     MemoryLimit,
@@ -56,11 +58,28 @@ def test_caps_are_derived_from_a_limit_and_explicit_ones_kept() -> None:
     assert (unlimited.max_sockets, unlimited.max_bytes_in_flight) == (UNLIMITED_SOCKETS, UNLIMITED_IN_FLIGHT_BYTES)
 
 
+def test_a_tls_upstream_counts_each_socket_at_what_a_burst_leaves_it() -> None:
+    limit = MemoryLimit(512 * 2**20, "cgroup v2")
+    plain, tls = plan(limit, None, None), plan(limit, None, None, tls=True)
+    assert (plain.upstream_scheme, plain.socket_bytes) == ("ws", SOCKET_BYTES)
+    assert (tls.upstream_scheme, tls.socket_bytes) == ("wss", TLS_SOCKET_BYTES)
+    assert tls.max_bytes_in_flight == plain.max_bytes_in_flight
+    # The same room for sockets, filled at each scheme's cost.
+    assert abs(tls.max_sockets * TLS_SOCKET_BYTES - plain.max_sockets * SOCKET_BYTES) < TLS_SOCKET_BYTES
+    assert plan(limit, 5000, None, tls=True).max_sockets == 5000  # explicit still wins
+    assert plan(MemoryLimit(None, "none"), None, None, tls=True).max_sockets == UNLIMITED_SOCKETS
+    assert tls.to_json()["upstreamScheme"] == "wss" and tls.to_json()["socketBytes"] == TLS_SOCKET_BYTES
+
+
 def test_the_settings_take_the_limit_and_say_where_it_came_from() -> None:
     settings = Settings.from_env({**BASE, "CONTAINER_MEMORY_LIMIT": "256Mi"})
     assert settings.capacity is not None
     assert settings.capacity.limit == MemoryLimit(256 * 2**20, "CONTAINER_MEMORY_LIMIT")
-    assert settings.relay_max_sockets == plan(settings.capacity.limit, None, None).max_sockets
+    assert settings.capacity.upstream_scheme == "wss"  # BASE's Appwrite is https://
+    assert settings.relay_max_sockets == plan(settings.capacity.limit, None, None, tls=True).max_sockets
+    plain = Settings.from_env({**BASE, "APPWRITE_ENDPOINT": "http://appwrite:80/v1", "CONTAINER_MEMORY_LIMIT": "256Mi"})
+    assert plain.capacity is not None and plain.capacity.upstream_scheme == "ws"
+    assert plain.relay_max_sockets == plan(plain.capacity.limit, None, None).max_sockets > settings.relay_max_sockets
     explicit = Settings.from_env({**BASE, "CONTAINER_MEMORY_LIMIT": "256Mi", "RELAY_MAX_SOCKETS": "5000"})
     assert explicit.relay_max_sockets == 5000  # an operator's choice wins, even past the estimate
     for bad in ("256MB", "10Mi", "lots"):
@@ -79,10 +98,29 @@ def shipped_pod_limit() -> int:
     return size
 
 
+def shipped_endpoint_scheme() -> str:
+    lines = (ROOT / "deploy/k8s/base/config.env").read_text().splitlines()
+    [endpoint] = [line.split("=", 1)[1] for line in lines if line.startswith("APPWRITE_ENDPOINT=")]
+    return endpoint.split("://", 1)[0]
+
+
 def test_the_readme_states_the_shipped_pods_caps() -> None:
-    capacity = plan(MemoryLimit(shipped_pod_limit(), "CONTAINER_MEMORY_LIMIT"), None, None)
+    """Its caps as its Appwrite's scheme makes them (https:// as shipped), and the other scheme's."""
+    limit = MemoryLimit(shipped_pod_limit(), "CONTAINER_MEMORY_LIMIT")
+    scheme = shipped_endpoint_scheme()
+    other = "http" if scheme == "https" else "https"
+    shipped, alternative = plan(limit, None, None, tls=scheme == "https"), plan(limit, None, None, tls=other == "https")
     readme = (ROOT / "README.md").read_text()
-    stated = re.search(r"([\d,]+) in the shipped (\d+)Mi pod", readme)
+    stated = re.search(rf"([\d,]+) in the shipped (\d+)Mi pod, whose Appwrite is `{scheme}://` \(([\d,]+) with an? "
+                       rf"`{other}://` one\)", readme)
     assert stated is not None
-    assert int(stated.group(1).replace(",", "")) == capacity.max_sockets
     assert int(stated.group(2)) * 2**20 == shipped_pod_limit()
+    assert (count(stated.group(1)), count(stated.group(3))) == (shipped.max_sockets, alternative.max_sockets)
+    sizing = re.search(rf"The shipped (\d+)Mi pod holds ([\d,]+) sockets \(([\d,]+) with an? `{other}://` Appwrite\)",
+                       readme)
+    assert sizing is not None
+    assert (count(sizing.group(2)), count(sizing.group(3))) == (shipped.max_sockets, alternative.max_sockets)
+
+
+def count(text: str) -> int:
+    return int(text.replace(",", ""))

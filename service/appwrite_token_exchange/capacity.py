@@ -4,7 +4,7 @@ A pod that reaches its memory limit is OOM-killed, and every socket it holds dro
 refuses one handshake with 503 and the page retries elsewhere. So when the container has a memory
 limit (cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`), the socket cap and the budget for
 event bytes in flight are derived from it, with the costs measured by the relay benchmark
-(docs/performance.md) and a stated headroom. Explicit settings still win.
+(docs/performance.md) for the upstream's scheme and a stated headroom. Explicit settings still win.
 """
 
 from __future__ import annotations
@@ -16,9 +16,17 @@ from pathlib import Path
 MIB = 1024 * 1024
 # Measured by `python -m bench --only relay` (docs/performance.md, "The relay at population scale"):
 # the process at rest with its token route warm, and one idle relayed socket with a plain ws://
-# upstream, plain (36 KiB) or translated (44 KiB). A TLS upstream costs more (see that section).
+# upstream, plain (36 KiB) or translated (44 KiB).
 BASE_BYTES = 72 * MIB
 SOCKET_BYTES = 48 * 1024
+# The same socket with a TLS upstream (an https:// APPWRITE_ENDPOINT), measured by the same run:
+# 78 KiB idle, but 600-630 KiB once 256 KiB have arrived at once (a large event, or events that
+# queued while the loop was busy): uvloop's TLS read buffer (256 KiB per connection, its size fixed
+# when uvloop is built) and OpenSSL's incoming memory BIO (which keeps its largest size) then stay
+# that big for the socket's life. Nothing here can bound or release them (a smaller SO_RCVBUF
+# shrank bursts only unevenly; asyncio's own loop holds 256 KiB from the start), so a TLS socket
+# is counted at what a burst leaves it, plus a margin.
+TLS_SOCKET_BYTES = 672 * 1024
 # Kept free for what is not counted: the allocator's fragmentation, GC generations, bursts of
 # token requests.
 HEADROOM = 0.15
@@ -53,6 +61,8 @@ class Capacity:
     max_sockets: int
     max_bytes_in_flight: int
     derived: tuple[str, ...]  # the settings that were derived rather than set
+    upstream_scheme: str  # "ws" or "wss": a socket costs what its upstream's scheme makes it
+    socket_bytes: int  # what each socket was counted at
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -61,6 +71,8 @@ class Capacity:
             "maxSockets": self.max_sockets,
             "maxBytesInFlight": self.max_bytes_in_flight,
             "derived": list(self.derived),
+            "upstreamScheme": self.upstream_scheme,
+            "socketBytes": self.socket_bytes,
         }
 
 
@@ -86,8 +98,12 @@ def container_memory_limit(root: Path = Path("/sys/fs/cgroup")) -> MemoryLimit:
     return MemoryLimit(None, "none")
 
 
-def plan(limit: MemoryLimit, max_sockets: int | None, max_bytes_in_flight: int | None) -> Capacity:
-    """The caps for this limit (one still `auto` counts as none); a cap given explicitly is kept."""
+def plan(
+    limit: MemoryLimit, max_sockets: int | None, max_bytes_in_flight: int | None, *, tls: bool = False
+) -> Capacity:
+    """The caps for this limit (one still `auto` counts as none), with sockets counted at the cost
+    of a TLS upstream or a plain one; a cap given explicitly is kept."""
+    socket_bytes = TLS_SOCKET_BYTES if tls else SOCKET_BYTES
     derived = []
     if max_bytes_in_flight is None:
         derived.append("RELAY_MAX_BYTES_IN_FLIGHT")
@@ -96,11 +112,13 @@ def plan(limit: MemoryLimit, max_sockets: int | None, max_bytes_in_flight: int |
         )
     if max_sockets is None:
         derived.append("RELAY_MAX_SOCKETS")
-        max_sockets = UNLIMITED_SOCKETS if limit.bytes is None else sockets_for(limit.bytes, max_bytes_in_flight)
-    return Capacity(limit, max_sockets, max_bytes_in_flight, tuple(derived))
+        max_sockets = (
+            UNLIMITED_SOCKETS if limit.bytes is None else sockets_for(limit.bytes, max_bytes_in_flight, socket_bytes)
+        )
+    return Capacity(limit, max_sockets, max_bytes_in_flight, tuple(derived), "wss" if tls else "ws", socket_bytes)
 
 
-def sockets_for(limit_bytes: int, bytes_in_flight: int) -> int:
-    """Relayed sockets that fit in `limit_bytes` beside the process and its events in flight."""
+def sockets_for(limit_bytes: int, bytes_in_flight: int, socket_bytes: int) -> int:
+    """Relayed sockets of `socket_bytes` that fit in `limit_bytes` beside the process and its events in flight."""
     spare = limit_bytes * (1 - HEADROOM) - BASE_BYTES - bytes_in_flight * IN_FLIGHT_COPIES
-    return max(1, int(spare // SOCKET_BYTES))
+    return max(1, int(spare // socket_bytes))

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from appwrite_token_exchange.capacity import Capacity, MemoryLimit, container_memory_limit, parse_size, plan
 from appwrite_token_exchange.env import EnvReader, IpNetwork
@@ -199,7 +200,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.capacity is None:  # the caps left to `auto`, derived once
-            capacity = plan(self.container_memory_limit, self.relay_max_sockets, self.relay_max_bytes_in_flight)
+            capacity = plan(self.container_memory_limit, self.relay_max_sockets, self.relay_max_bytes_in_flight,
+                            tls=urlsplit(self.appwrite_endpoint).scheme == "https")
             object.__setattr__(self, "capacity", capacity)
             object.__setattr__(self, "relay_max_sockets", capacity.max_sockets)
             object.__setattr__(self, "relay_max_bytes_in_flight", capacity.max_bytes_in_flight)
