@@ -11,7 +11,8 @@ async def test_issued_event_has_the_operators_fields(service, emulator, logs) ->
     response = await exchange(service, cookie, headers={"Origin": "https://app.example.com", "X-Request-ID": "rid-1"})
     assert response.status == 200
     [event] = logs.events("token.issued")
-    assert event["request_id"] == "rid-1"
+    assert event["request_id"] == response.headers["X-Request-ID"]
+    assert event["client_request_id"] == "rid-1"
     assert event["outcome"] == "issued"
     assert event["user_id"] == user_id
     assert event["client_ip"] == "127.0.0.1"

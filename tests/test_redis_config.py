@@ -160,7 +160,9 @@ def test_a_ca_file_for_tls_may_hold_slashes_unencoded() -> None:
     ("redis://:hunter2@h:99999", "REDIS_URL: has a port that is not a number from 1 to 65535"),
     ("redis://:hunter2@h1,h2", "REDIS_URL: names several hosts; use redis+sentinel:// or redis+cluster:// for those"),
     ("redis+cluster://:hunter2@,n1", "REDIS_URL: has an empty host name"),
-    ("redis+cluster://:hunter2@n1?password=x", "REDIS_URL: unknown option(s): password"),
+    ("redis+cluster://:hunter2@n1?password=x", "REDIS_URL: has an option this form does not take (it takes "
+                                               "ssl_ca_certs); percent-encode a '#', '/', '?', '@' or '%' in the "
+                                               "user name or password (e.g. '#' as %23)"),
     ("redis+cluster://:hunter2@n1?ssl_ca_certs=/ca.pem",
      "REDIS_URL: ssl_ca_certs needs a TLS scheme: rediss://, rediss+sentinel:// or rediss+cluster://"),
 ])

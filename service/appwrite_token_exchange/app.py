@@ -16,7 +16,7 @@ from appwrite_token_exchange.appwrite.client import AppwriteClient, create_http_
 from appwrite_token_exchange.appwrite.guard import UpstreamGuard
 from appwrite_token_exchange.appwrite.version import AppwriteVersion
 from appwrite_token_exchange.edge.health import Readiness, livez
-from appwrite_token_exchange.edge.middlewares import request_context
+from appwrite_token_exchange.edge.middlewares import request_context, server_header
 from appwrite_token_exchange.exchange import issue_token
 from appwrite_token_exchange.keys import (
     ACCESS_LIMITS,
@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_state)
     app.cleanup_ctx.append(_http_client)
+    app.on_response_prepare.append(server_header)
     app.on_startup.append(_announce)
     app.on_shutdown.append(_start_drain)
     app.router.add_post(TOKEN_PATH, issue_token)

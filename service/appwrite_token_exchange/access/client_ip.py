@@ -1,34 +1,77 @@
-"""The caller's IP: X-Forwarded-For believed only through trusted proxies, one canonical spelling
-per address, and the key the per-IP limits count (IPv6 by network)."""
+"""The caller's IP and scheme: X-Forwarded-For and X-Forwarded-Proto believed only through trusted
+proxies, one canonical spelling per address, and the key the per-IP limits count (IPv6 by network)."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from appwrite_token_exchange.env import IpNetwork
 
+FORWARDED_FOR = "X-Forwarded-For"
+FORWARDED_PROTO = "X-Forwarded-Proto"
 
-def client_ip(request: web.Request, trusted_proxies: Iterable[IpNetwork]) -> str:
+
+class Forwarded(NamedTuple):
+    """Who sent a request and over which scheme, as far as trusted proxies vouch for it."""
+
+    client_ip: str
+    scheme: str
+
+
+def client_ip(request: web.BaseRequest, trusted_proxies: Iterable[IpNetwork]) -> str:
     """The caller's IP: X-Forwarded-For is believed only hop by hop through trusted proxies.
 
     The answer is canonical (see `_parse_ip`), so one address has one spelling in the audit log,
     in the X-Forwarded-For the relay sends on, and in the rate limits (`limit_key_for_ip`).
     """
+    return forwarded(request, trusted_proxies).client_ip
+
+
+def forwarded(request: web.BaseRequest, trusted_proxies: Iterable[IpNetwork]) -> Forwarded:
+    """The caller's IP and scheme, from every X-Forwarded-For and X-Forwarded-Proto line.
+
+    X-Forwarded-For is walked from the right: the socket's peer, then each entry, for as long as
+    the address is a trusted proxy; the first that is not is the caller. Junk on the way means the
+    chain is not believed (the peer is the caller). X-Forwarded-Proto is read at the caller's
+    position counted from the right, as a proxy that appends to one appends to the other
+    (HAProxy, Envoy); a list shorter than that (proxies that set it instead of appending: only
+    the outermost one, or each in turn) gives its first entry. Without a trusted peer both
+    headers are the caller's own text and neither is read.
+    """
     proxies = tuple(trusted_proxies)
     peer = _parse_ip(request.remote)
     if peer is None:
-        return request.remote or "unknown"
+        return Forwarded(request.remote or "unknown", request.scheme)
     if not proxies or not _in_any(peer, proxies):
-        return str(peer)
-    hops = [_parse_hop(hop) for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if hop is None or not _in_any(hop, proxies):
+        return Forwarded(str(peer), request.scheme)
+    caller, position = peer, 1
+    hops = [_parse_hop(hop) for hop in header_list(request.headers, FORWARDED_FOR)]
+    for index, hop in enumerate(reversed(hops), start=1):
+        if hop is None:
             # The first hop no trusted proxy vouches for; junk there means the chain is not believed.
-            return str(hop if hop is not None else peer)
-    return str(hops[0] if hops and hops[0] is not None else peer)
+            caller, position = peer, 1
+            break
+        caller, position = hop, index
+        if not _in_any(hop, proxies):
+            break
+    schemes = header_list(request.headers, FORWARDED_PROTO)
+    scheme = (schemes[-position] if len(schemes) >= position else schemes[0]).lower() if schemes else ""
+    return Forwarded(str(caller), scheme if scheme in ("http", "https") else request.scheme)
+
+
+def header_list(headers: MultiMapping[str], name: str) -> list[str]:
+    """The entries of a comma-separated header, from every line of that name in order.
+
+    Several lines of one name mean what one line of their values joined by commas means
+    (RFC 9110, section 5.3); a proxy may add a line of its own (HAProxy's `option forwardfor`)
+    after one the client sent, so reading the first line alone believes the client.
+    """
+    return [entry.strip() for line in headers.getall(name, ()) for entry in line.split(",") if entry.strip()]
 
 
 def limit_key_for_ip(address: str, ipv6_prefix_length: int) -> str:
@@ -79,8 +122,3 @@ def _parse_hop(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
 
 def _in_any(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Iterable[IpNetwork]) -> bool:
     return any(ip in network for network in proxies)
-
-
-def is_trusted(address: str | None, proxies: Iterable[IpNetwork]) -> bool:
-    ip = _parse_ip(address)
-    return ip is not None and _in_any(ip, proxies)

@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from appwrite_token_exchange.access.client_ip import is_trusted
+from appwrite_token_exchange.access.client_ip import FORWARDED_PROTO, forwarded, header_list
 from appwrite_token_exchange.keys import LOGGED_ONCE, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.settings import Settings
@@ -28,12 +28,7 @@ _log = structlog.get_logger(logger_name="service")
 
 def request_origin(request: web.Request, settings: Settings) -> str:
     """The origin this request was addressed to, as a browser on the same host would send it."""
-    scheme = request.scheme
-    if is_trusted(request.remote, settings.trusted_proxies):
-        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        if forwarded in ("http", "https"):
-            scheme = forwarded
-    return f"{scheme}://{request.host.lower()}"
+    return f"{forwarded(request, settings.trusted_proxies).scheme}://{request.host.lower()}"
 
 
 def origin_allowed(origin: str, request: web.Request, settings: Settings) -> bool:
@@ -83,7 +78,7 @@ def _warn_untrusted_proxy(request: web.Request) -> None:
     _log.warning(
         "config.proxy_not_trusted",
         peer=request.remote,
-        forwarded_proto=request.headers.get("X-Forwarded-Proto", "")[:16] or None,
+        forwarded_proto=", ".join(header_list(request.headers, FORWARDED_PROTO))[:16] or None,
         trusted_proxies=[str(network) for network in request.app[SETTINGS].trusted_proxies],
         hint="Pages served over https through a TLS proxy are refused (origin_not_allowed): set TRUSTED_PROXIES "
         "to the proxy's addresses (the ingress controller's or gateway's pods) so X-Forwarded-Proto and "

@@ -15,8 +15,9 @@ None of this reaches an application middleware, so the bounds live in the HTTP p
   then 408 `request_timeout`). Both refusals travel aiohttp's own path for parse errors (an
   `HttpProcessingError` from the parser), so queueing, pipelining and closing stay aiohttp's.
   A body that stops arriving fails the handler's `await request.read()` with `request_timeout`.
-- `handle_error` answers every error aiohttp raises itself as problem+json, with an `X-Request-ID`
-  and nothing of the request in it (a bad header line may be the Cookie header).
+- `handle_error` answers every error aiohttp raises itself as problem+json, with an `X-Request-ID`,
+  the app's `Server` (no version) and nothing of the request in it (a bad header line may be the
+  Cookie header).
 - aiohttp closes a connection after the current answer when asked to (`close()`, e.g. at SIGTERM)
   without saying so in that answer; `finish_response` adds `Connection: close` then, so a keep-alive
   client does not send its next request into a closing socket.
@@ -47,7 +48,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import HttpParser
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
-from appwrite_token_exchange.edge.middlewares import REQUEST_ID_HEADER, new_request_id
+from appwrite_token_exchange.edge.middlewares import REQUEST_ID_HEADER, SERVER, new_request_id
 from appwrite_token_exchange.observability.logs import AccessLogger
 from appwrite_token_exchange.problems import ProblemError, problem_response
 from appwrite_token_exchange.settings import Settings
@@ -321,7 +322,8 @@ class BoundedRequestHandler(web.RequestHandler):
         else:
             # The parser's message quotes the bytes it refused (maybe a Cookie header): never logged.
             _log.info("http.refused", code=code, error=type(exc).__name__ if exc else None)
-        headers = {REQUEST_ID_HEADER: new_request_id(), "X-Content-Type-Options": "nosniff", "Vary": "Origin"}
+        headers = {REQUEST_ID_HEADER: new_request_id(), "X-Content-Type-Options": "nosniff", "Vary": "Origin",
+                   "Server": SERVER}
         response = problem_response(code, detail, headers)
         response.force_close()
         self._linger = True

@@ -1,22 +1,27 @@
-"""Middlewares: request id and log context, CORS, errors as problem+json (never a traceback), and
-`Connection: close` while draining."""
+"""Middlewares: request id and log context, CORS, errors as problem+json (never a traceback),
+`Connection: close` while draining, and a `Server` header without versions."""
 
 from __future__ import annotations
 
-import re
-
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from appwrite_token_exchange.access.client_ip import client_ip
 from appwrite_token_exchange.access.origin import PREFLIGHT_GRANTS, cors_origin, refused_origin_detail, set_cors_headers
 from appwrite_token_exchange.keys import CLIENT_IP, LIFECYCLE, REQUEST_ID, SETTINGS
-from appwrite_token_exchange.observability.request_id import REQUEST_ID_HEADER, current_request_id, new_request_id
+from appwrite_token_exchange.observability.request_id import (
+    REQUEST_ID_HEADER,
+    callers_request_id,
+    current_request_id,
+    new_request_id,
+)
 from appwrite_token_exchange.problems import ProblemError, problem_response, response_for
 
-__all__ = ["REQUEST_ID_HEADER", "new_request_id", "request_context"]
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+__all__ = ["REQUEST_ID_HEADER", "SERVER", "new_request_id", "request_context", "server_header"]
+# What every answer names in `Server`. aiohttp's default names its own version and Python's: a
+# lookup table of known flaws for anyone who asks.
+SERVER = "token-exchange"
 _log = structlog.get_logger(logger_name="service")
 
 # aiohttp's own HTTP errors, as our stable codes.
@@ -32,15 +37,17 @@ _HTTP_ERROR_CODES = {
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Keep a sane incoming X-Request-ID or make one; bind it for every log line of the request."""
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+    """Make the request's id and bind it (and a caller's own, see observability/request_id.py) for
+    every log line of the request."""
+    request_id = new_request_id()
     request[REQUEST_ID] = request_id
     current_request_id.set(request_id)  # forwarded to Appwrite (observability/request_id.py)
     request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
     # A keep-alive connection serves many requests in one task: start each from a clean context.
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    if (callers := callers_request_id(request.headers)) is not None:
+        structlog.contextvars.bind_contextvars(client_request_id=callers)
     response = await _problems(request, handler)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
@@ -50,6 +57,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             # This process stops soon: a keep-alive client must send its next request elsewhere.
             response.force_close()
     return response
+
+
+async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer the app prepares (the 101 of a relayed socket, the router's 404 included) names
+    no version: an `on_response_prepare` signal, which runs after aiohttp set its own `Server`.
+    What the HTTP server answers before routing says the same (edge/http_server.py)."""
+    response.headers[hdrs.SERVER] = SERVER
 
 
 async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:

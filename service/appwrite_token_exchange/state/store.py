@@ -432,6 +432,12 @@ async def check_redis(redis_state: RedisState, kind: str) -> None:
         await redis_state.get_cached(["probe:{boot}", "probe2:{boot}"])
     except StateConfigError:
         raise
+    except (TypeError, ValueError) as error:
+        # An option in REDIS_URL redis-py took but its connection refused (parse_redis_url checks
+        # each one it can): its message quotes the value, so only its name is said.
+        raise StateConfigError(
+            "options", f"the Redis client refused an option in REDIS_URL ({type(error).__name__}); check its options"
+        ) from None
     except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
         cause = misconfiguration(error, kind)
         if isinstance(error, MasterNotFoundError):
