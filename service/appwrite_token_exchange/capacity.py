@@ -16,7 +16,7 @@ from pathlib import Path
 MIB = 1024 * 1024
 # Measured by `python -m bench --only relay` (docs/performance.md, "The relay at population scale"):
 # the process at rest with its token route warm, and one idle relayed socket with a plain ws://
-# upstream, plain (36 KiB) or translated (44 KiB).
+# upstream, plain (34.6 KiB) or translated (35.5 KiB), with room for a busier process.
 BASE_BYTES = 72 * MIB
 SOCKET_BYTES = 48 * 1024
 # The same socket with a TLS upstream (an https:// APPWRITE_ENDPOINT), measured by the same run:
