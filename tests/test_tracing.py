@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from appwrite_token_exchange.settings import Settings, SettingsError
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.traced_redis import TracedRedisState
+from multidict import CIMultiDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -37,6 +38,8 @@ SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
 HASH_KEY = "tracing-test-hash-key-0123456789"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
+# Two tracestate lines are one list (W3C Trace Context): kept, in order, when the caller is trusted.
+CALLER_STATE = ("rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE")
 ORIGIN = "https://app.example.com"
 
 
@@ -51,6 +54,7 @@ class ExportedSpan:
     resource: dict[str, Any]
     links: list[tuple[str, str]]  # (trace id, span id) of each linked span
     scope: tuple[str, str]  # the instrumentation scope: name, version
+    trace_state: str = ""
 
 
 def _values(pairs: Any) -> dict[str, Any]:
@@ -82,7 +86,7 @@ class Receiver:
                         span.name, span.kind, span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                         _values(span.attributes), resource,
                         [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
-                        (scope.scope.name, scope.scope.version),
+                        (scope.scope.name, scope.scope.version), span.trace_state,
                     ))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
@@ -148,6 +152,15 @@ def traceparent(recorded: dict[str, Any]) -> tuple[str, str]:
     return trace_id, span_id
 
 
+def caller_headers(**more: str) -> CIMultiDict[str]:
+    """A caller's sampled `traceparent` and its `tracestate` (two lines)."""
+    headers = CIMultiDict(more)
+    headers["traceparent"] = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+    for line in CALLER_STATE:
+        headers.add("tracestate", line)
+    return headers
+
+
 def _secrets_absent(spans: list[ExportedSpan], *secrets: str) -> None:
     for span in spans:
         text = json.dumps([span.name, span.attributes, span.resource], default=str)
@@ -164,10 +177,10 @@ async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_red
     async with serve(
         OTEL_EXPORTER_OTLP_ENDPOINT=str(endpoint.make_url("")).rstrip("/"), OTEL_SERVICE_NAME="rtx-under-test",
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test", REDIS_URL=redis.url, STATE_HASH_KEY=HASH_KEY,
+        TRACE_TRUST_INCOMING="proxies", TRUSTED_PROXIES="127.0.0.1/32",  # the test is the mesh in front
     ) as service, aiohttp.ClientSession() as http:
-        async with http.post(f"{service.url}/v1/realtime/token", headers={
-            "X-CSRF": "1", "Cookie": f"{COOKIE}={cookie}", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
-        }) as response:
+        async with http.post(f"{service.url}/v1/realtime/token",
+                             headers=caller_headers(**{"X-CSRF": "1", "Cookie": f"{COOKIE}={cookie}"})) as response:
             assert response.status == 200
             token = (await response.json())["jwt"]
             request_id = response.headers["X-Request-ID"]
@@ -176,6 +189,7 @@ async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_red
     [route] = collector.named("POST /v1/realtime/token")
     assert route.kind == SERVER
     assert (route.trace_id, route.parent_id) == (CALLER_TRACE, CALLER_SPAN)  # the caller's trace goes on
+    assert route.trace_state == ",".join(CALLER_STATE) and route.links == []
     assert route.attributes["http.response.status_code"] == 200
     assert route.attributes["http.route"] == "/v1/realtime/token"
     assert route.attributes["http.request.method"] == "POST"
@@ -194,6 +208,7 @@ async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_red
     # Appwrite saw the client span as its parent, and the id the service logged and answered with.
     [sent] = await upstream_requests(emulator)
     assert traceparent(sent) == (CALLER_TRACE, call.span_id)
+    assert sent["headers"]["tracestate"] == ",".join(CALLER_STATE)
     assert sent["headers"]["X-Request-ID"] == request_id
     [issued] = service.log_events("token.issued")
     assert issued["request_id"] == request_id
@@ -207,6 +222,70 @@ async def test_an_exchange_is_one_trace_from_the_caller_through_appwrite_and_red
         assert span.attributes["db.system.name"] == "redis"
         assert span.attributes["server.port"] == redis.port
     _secrets_absent(collector.spans, cookie, token, session_id, HASH_KEY, JWT_SECRET)
+
+
+async def test_an_untrusted_callers_trace_context_is_only_linked(
+    serve: Any, emulator: Emulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    """By default a caller's `traceparent` picks neither the trace id nor, through the default
+    parent-based sampler, whether the trace is kept: the service starts its own trace, linked to the
+    caller's span, and sends Appwrite its own trace context, without the caller's `tracestate`."""
+    collector, endpoint = receiver
+    cookie = emulator.signed_in_user()[2]
+    async with serve(OTEL_EXPORTER_OTLP_ENDPOINT=str(endpoint.make_url("")).rstrip("/")) as service:
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{service.url}/v1/realtime/token",
+            headers=caller_headers(**{"X-CSRF": "1", "Cookie": f"{COOKIE}={cookie}"}),
+        ) as response:
+            assert response.status == 200
+        await service.stop()
+
+    [route] = collector.named("POST /v1/realtime/token")
+    assert route.trace_id != CALLER_TRACE and route.parent_id == ""
+    assert route.links == [(CALLER_TRACE, CALLER_SPAN)]
+    assert route.trace_state == ""
+    assert all(span.trace_id != CALLER_TRACE and span.trace_state == "" for span in collector.spans)
+    [call] = collector.named("POST /account/jwts")
+    [sent] = await upstream_requests(emulator)
+    assert traceparent(sent) == (route.trace_id, call.span_id)
+    assert "tracestate" not in {name.lower() for name in sent["headers"]}
+
+
+@pytest.mark.parametrize(
+    ("trust", "trusted"),
+    [
+        ({}, False),  # the default: TRACE_TRUST_INCOMING=none
+        ({"TRACE_TRUST_INCOMING": "proxies", "TRUSTED_PROXIES": "10.0.0.0/8"}, False),  # the peer is no proxy
+        ({"TRACE_TRUST_INCOMING": "proxies", "TRUSTED_PROXIES": "127.0.0.1/32"}, True),
+        ({"TRACE_TRUST_INCOMING": "all"}, True),
+    ],
+    ids=["none", "proxies-untrusted-peer", "proxies-trusted-peer", "all"],
+)
+async def test_only_a_trusted_caller_decides_sampling_and_the_trace_id(
+    serve: Any, receiver: tuple[Receiver, TestServer], trust: dict[str, str], trusted: bool
+) -> None:
+    """Issue 26 #6: with a 1 % sampler, 40 of 40 requests carrying a sampled `traceparent` were kept,
+    under the caller's trace id. Now only a trusted sender (a mesh or proxy in front) decides."""
+    collector, endpoint = receiver
+    async with serve(OTEL_EXPORTER_OTLP_ENDPOINT=str(endpoint.make_url("")).rstrip("/"),
+                     OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0.01",
+                     RATE_LIMIT_IP="1000/minute", **trust) as service:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(40):  # refused (no cookie), and spanned all the same
+                async with http.post(f"{service.url}/v1/realtime/token",
+                                     headers=caller_headers(**{"X-CSRF": "1"})) as response:
+                    assert response.status == 401
+        await service.stop()
+
+    routes = collector.named("POST /v1/realtime/token")
+    if trusted:  # the sampled flag is obeyed and the trace goes on, tracestate and all
+        assert len(routes) == 40
+        assert {(span.trace_id, span.parent_id, span.trace_state) for span in routes} == {
+            (CALLER_TRACE, CALLER_SPAN, ",".join(CALLER_STATE))}
+    else:  # the service's own 1 % (about 0.4 of 40 kept; more than 10, a chance under 1e-12)
+        assert len(routes) <= 10
+        assert all(span.trace_id != CALLER_TRACE and span.parent_id == "" and span.trace_state == ""
+                   for span in collector.spans)
 
 
 @contextlib.asynccontextmanager

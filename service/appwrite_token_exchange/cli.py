@@ -77,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         help="only the emulator and the demo app; run `token-exchange serve` beside it (DEMO_* variables: see README)",
     )
     emulator = commands.add_parser("emulator", help="run the Appwrite emulator alone")
-    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8081)
+    emulator.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than localhost or a loopback address: anyone who reaches the port can then use "
+        "the control API (/_emulator/: create users, read recorded session headers, inject faults)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(os.environ.get("LOG_LEVEL", "warning"), os.environ.get("LOG_FORMAT", "console"))
         return asyncio.run(run_demo(args.port, args.emulator_port, args.mode, site_only=args.site_only))
-    return _emulator(args.host, args.port)
+    return _emulator(args.host, args.port, allow_remote=args.allow_remote)
 
 
 def _serve() -> int:
@@ -144,14 +150,28 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def _emulator(host: str, port: int) -> int:
+def _emulator(host: str, port: int, *, allow_remote: bool) -> int:
     from appwrite_token_exchange.emulator import EmulatorConfig, create_emulator_app
+    from appwrite_token_exchange.emulator.guard import is_loopback_host
 
     try:
         config = EmulatorConfig.from_env()
     except ValueError as error:
         sys.stderr.write(f"token-exchange emulator: configuration error: {error}\n")
         return 2
+    if not is_loopback_host(host):
+        # The control API has no credential: binding beyond this machine hands the emulated
+        # project, and every session header it recorded, to the network.
+        if not allow_remote:
+            sys.stderr.write(
+                f"token-exchange emulator: --host {host} is not a loopback address; anyone who can reach it could "
+                "use the control API (/_emulator/). Pass --allow-remote to bind it anyway.\n"
+            )
+            return 2
+        sys.stderr.write(
+            f"token-exchange emulator: warning: listening on {host}: the control API (/_emulator/) answers anyone "
+            "who reaches this port with Host localhost, a loopback address or a name in EMULATOR_CONTROL_HOSTS.\n"
+        )
     configure_logging(os.environ.get("LOG_LEVEL", "info"), os.environ.get("LOG_FORMAT", "console"))
     web.run_app(create_emulator_app(config), host=host, port=port, access_log_class=AccessLogger)
     return 0

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from appwrite_token_exchange.rate_limit import RateLimit, parse_rate_limit
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def canonical_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address in canonical form: IPv6 compressed and without a zone (`%eth0`), and an
+    IPv4-mapped IPv6 address (`::ffff:203.0.113.9`, what a dual-stack socket reports for an
+    IPv4 peer) as the IPv4 address it carries."""
+    try:
+        ip = ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.scope_id is not None:
+            return ipaddress.IPv6Address(ip.packed)
+    return ip
+
+
+def in_networks(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Iterable[IpNetwork]) -> bool:
+    return any(ip in network for network in networks)
 
 
 class SettingsError(ValueError):

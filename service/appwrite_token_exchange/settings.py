@@ -106,6 +106,13 @@ class Settings:
     trusted_proxies: tuple[IpNetwork, ...] = setting(
         "TRUSTED_PROXIES", "", "CIDRs whose `X-Forwarded-For` / `X-Forwarded-Proto` is believed",
         lambda reader, name, default: reader.networks(name))
+    # A caller's `traceparent` would pick the trace id and, through a parent-based sampler, whether
+    # the trace is kept: only these callers' is continued (observability/tracing.py, README "Tracing").
+    trace_trust_incoming: Literal["none", "proxies", "all"] = setting(
+        "TRACE_TRUST_INCOMING", "none",
+        "whose incoming `traceparent` and `tracestate` the service continues: `none` (a trace of its own, "
+        "linked to the caller's), `proxies` (a peer in `TRUSTED_PROXIES`) or `all`",
+        choice("none", "proxies", "all"))
     # Instance keys a minted token may be signed with (several while one is rotated); () = unchecked.
     appwrite_jwt_secrets: tuple[str, ...] = setting(
         "APPWRITE_JWT_SECRET", "", "the instance key (`_APP_OPENSSL_KEY_V1`), or several, comma-separated",

@@ -10,7 +10,7 @@ from typing import NamedTuple
 from aiohttp import web
 from multidict import MultiMapping
 
-from appwrite_token_exchange.env import IpNetwork
+from appwrite_token_exchange.env import IpNetwork, canonical_ip, in_networks
 
 FORWARDED_FOR = "X-Forwarded-For"
 FORWARDED_PROTO = "X-Forwarded-Proto"
@@ -26,7 +26,7 @@ class Forwarded(NamedTuple):
 def client_ip(request: web.BaseRequest, trusted_proxies: Iterable[IpNetwork]) -> str:
     """The caller's IP: X-Forwarded-For is believed only hop by hop through trusted proxies.
 
-    The answer is canonical (see `_parse_ip`), so one address has one spelling in the audit log,
+    The answer is canonical (see `canonical_ip`), so one address has one spelling in the audit log,
     in the X-Forwarded-For the relay sends on, and in the rate limits (`limit_key_for_ip`).
     """
     return forwarded(request, trusted_proxies).client_ip
@@ -44,10 +44,10 @@ def forwarded(request: web.BaseRequest, trusted_proxies: Iterable[IpNetwork]) ->
     headers are the caller's own text and neither is read.
     """
     proxies = tuple(trusted_proxies)
-    peer = _parse_ip(request.remote)
+    peer = canonical_ip(request.remote)
     if peer is None:
         return Forwarded(request.remote or "unknown", request.scheme)
-    if not proxies or not _in_any(peer, proxies):
+    if not proxies or not in_networks(peer, proxies):
         return Forwarded(str(peer), request.scheme)
     caller, position = peer, 1
     hops = [_parse_hop(hop) for hop in header_list(request.headers, FORWARDED_FOR)]
@@ -57,7 +57,7 @@ def forwarded(request: web.BaseRequest, trusted_proxies: Iterable[IpNetwork]) ->
             caller, position = peer, 1
             break
         caller, position = hop, index
-        if not _in_any(hop, proxies):
+        if not in_networks(hop, proxies):
             break
     schemes = header_list(request.headers, FORWARDED_PROTO)
     scheme = (schemes[-position] if len(schemes) >= position else schemes[0]).lower() if schemes else ""
@@ -81,28 +81,12 @@ def limit_key_for_ip(address: str, ipv6_prefix_length: int) -> str:
     address from it for every request, so per-address IPv6 limits limit nothing. Text that is
     not an address (an unknown peer) is its own key.
     """
-    ip = _parse_ip(address)
+    ip = canonical_ip(address)
     if ip is None:
         return address
     if isinstance(ip, ipaddress.IPv4Address) or ipv6_prefix_length >= 128:
         return str(ip)
     return str(ipaddress.IPv6Network((ip, ipv6_prefix_length), strict=False))
-
-
-def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An address in canonical form: IPv6 compressed and without a zone (`%eth0`), and an
-    IPv4-mapped IPv6 address (`::ffff:203.0.113.9`, what a dual-stack socket reports for an
-    IPv4 peer) as the IPv4 address it carries."""
-    try:
-        ip = ipaddress.ip_address(text or "")
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.scope_id is not None:
-            return ipaddress.IPv6Address(ip.packed)
-    return ip
 
 
 def _parse_hop(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -113,12 +97,8 @@ def _parse_hop(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         inside, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
             return None
-        return _parse_ip(inside)
+        return canonical_ip(inside)
     if text.count(":") == 1:
         host, _, port = text.partition(":")
-        return _parse_ip(host) if port.isdigit() and "." in host else None
-    return _parse_ip(text)
-
-
-def _in_any(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Iterable[IpNetwork]) -> bool:
-    return any(ip in network for network in proxies)
+        return canonical_ip(host) if port.isdigit() and "." in host else None
+    return canonical_ip(text)

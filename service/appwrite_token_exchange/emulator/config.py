@@ -17,11 +17,14 @@ names: several names play the same server.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
+
+from appwrite_token_exchange.emulator.guard import normalise_host
 
 Mode = Literal["cloud", "1.9", "1.8", "main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1"]
 MODES: tuple[Mode, ...] = get_args(Mode)
@@ -95,6 +98,9 @@ class EmulatorConfig:
     # Hostnames of the project's Web platforms (`*.example.com` allowed): Realtime refuses a
     # handshake whose Origin is none of them. The control API can add more at run time.
     platforms: tuple[str, ...] = ()
+    # Names besides localhost and loopback addresses that the control API answers on (its Host
+    # check, emulator/guard.py): the emulator's name in a container network, say.
+    control_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.project_id):
@@ -112,6 +118,9 @@ class EmulatorConfig:
         for hostname in self.platforms:
             if not _PLATFORM_HOSTNAME.fullmatch(hostname):
                 raise ValueError(f"platform hostname {hostname!r} is not a hostname (no scheme, port or path)")
+        for host in self.control_hosts:
+            if not _is_control_host(host):
+                raise ValueError(f"control host {host!r} is not a lower-case hostname or IP address (no port)")
 
     @property
     def server(self) -> Server:
@@ -233,11 +242,31 @@ class EmulatorConfig:
         if not all(_PLATFORM_HOSTNAME.fullmatch(hostname) for hostname in platforms):
             raise ValueError(f"EMULATOR_PLATFORMS must be hostnames separated by commas: {platforms!r}")
         values["platforms"] = platforms
+        control_hosts = tuple(
+            normalise_host(h) for h in env.get("EMULATOR_CONTROL_HOSTS", "").split(",") if h.strip()
+        )
+        if not all(_is_control_host(host) for host in control_hosts):
+            raise ValueError(
+                f"EMULATOR_CONTROL_HOSTS must be hostnames or IP addresses separated by commas: {control_hosts!r}"
+            )
+        values["control_hosts"] = control_hosts
         try:
             return cls(**values)  # type: ignore[arg-type]
         except ValueError as error:
             # Only the project ID can still be wrong here; name the variable, not the field.
             raise ValueError(f"EMULATOR_PROJECT_ID: {error}") from None
+
+
+def _is_control_host(host: str) -> bool:
+    """A hostname (no wildcard: the list names exactly who may be trusted) or an IP address, as
+    guard.normalise_host spells it."""
+    if host != normalise_host(host):
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "*" not in host and _PLATFORM_HOSTNAME.fullmatch(host) is not None
+    return True
 
 
 def _count(variable: str, raw: str) -> int:

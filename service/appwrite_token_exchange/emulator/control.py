@@ -1,6 +1,7 @@
 """The control API under `/_emulator/`: set up users and sessions, inject faults, inspect traffic.
 
-Not part of Appwrite. Errors use Appwrite's error shape so one client can read both APIs.
+Not part of Appwrite. Errors use Appwrite's error shape so one client can read both APIs; the
+refusals of guard.py (Host, Origin, content type), which every route here sits behind, do not.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from aiohttp import web
 from appwrite_token_exchange.emulator.config import EmulatorConfig
 from appwrite_token_exchange.emulator.errors import AppwriteError
 from appwrite_token_exchange.emulator.faults import Fault
+from appwrite_token_exchange.emulator.guard import guarded
 from appwrite_token_exchange.emulator.keys import EMULATOR_CONFIG, EMULATOR_STATE, FAULTS, REALTIME, RECORDER
 from appwrite_token_exchange.emulator.state import DEFAULT_SESSION_TTL
 
-routes = web.RouteTableDef()
+_table = web.RouteTableDef()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -43,7 +45,7 @@ def _invalid(message: str) -> AppwriteError:
     return AppwriteError("general_argument_invalid", message)
 
 
-@routes.post("/_emulator/users")
+@_table.post("/_emulator/users")
 async def create_user(request: web.Request) -> web.Response:
     body = await _json_object(request)
     email = _field(body, "email", str, "")
@@ -64,7 +66,7 @@ async def create_user(request: web.Request) -> web.Response:
     return web.json_response({"userId": user.id}, status=201)
 
 
-@routes.post("/_emulator/users/{user_id}/block")
+@_table.post("/_emulator/users/{user_id}/block")
 async def block_user(request: web.Request) -> web.Response:
     body = await _json_object(request)
     blocked = _field(body, "blocked", bool, True)
@@ -76,7 +78,7 @@ async def block_user(request: web.Request) -> web.Response:
     return web.json_response({"userId": user_id, "blocked": blocked})
 
 
-@routes.post("/_emulator/sessions")
+@_table.post("/_emulator/sessions")
 async def create_session(request: web.Request) -> web.Response:
     body = await _json_object(request)
     user_id = _field(body, "userId", str, "")
@@ -91,14 +93,14 @@ async def create_session(request: web.Request) -> web.Response:
     return web.json_response({"sessionId": session_id, "secret": secret}, status=201)
 
 
-@routes.delete("/_emulator/sessions/{session_id}")
+@_table.delete("/_emulator/sessions/{session_id}")
 async def delete_session(request: web.Request) -> web.Response:
     if not request.app[EMULATOR_STATE].delete_session(request.match_info["session_id"]):
         raise AppwriteError("user_session_not_found")
     return web.Response(status=204)
 
 
-@routes.post("/_emulator/reset")
+@_table.post("/_emulator/reset")
 async def reset(request: web.Request) -> web.Response:
     """Faults, rate-limit windows and recordings go; users and sessions stay unless asked."""
     body = await _json_object(request)
@@ -112,12 +114,12 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/_emulator/faults")
+@_table.get("/_emulator/faults")
 async def list_faults(request: web.Request) -> web.Response:
     return web.json_response([fault.to_json() for fault in request.app[FAULTS].active()])
 
 
-@routes.post("/_emulator/faults")
+@_table.post("/_emulator/faults")
 async def add_fault(request: web.Request) -> web.Response:
     try:
         fault = Fault.from_json(await _json_object(request))
@@ -127,18 +129,18 @@ async def add_fault(request: web.Request) -> web.Response:
     return web.json_response(fault.to_json(), status=201)
 
 
-@routes.delete("/_emulator/faults")
+@_table.delete("/_emulator/faults")
 async def clear_faults(request: web.Request) -> web.Response:
     request.app[FAULTS].clear()
     return web.Response(status=204)
 
 
-@routes.get("/_emulator/requests")
+@_table.get("/_emulator/requests")
 async def recorded_requests(request: web.Request) -> web.Response:
     return web.json_response(request.app[RECORDER].find(request.query.get("path")))
 
 
-@routes.get("/_emulator/stats")
+@_table.get("/_emulator/stats")
 async def stats(request: web.Request) -> web.Response:
     hub = request.app[REALTIME]
     return web.json_response(
@@ -165,12 +167,12 @@ def _platform_hostname(raw: str) -> str:
     return hostname
 
 
-@routes.get("/_emulator/platforms")
+@_table.get("/_emulator/platforms")
 async def list_platforms(request: web.Request) -> web.Response:
     return web.json_response({"hostnames": list(request.app[REALTIME].platforms)})
 
 
-@routes.post("/_emulator/platforms")
+@_table.post("/_emulator/platforms")
 async def add_platform(request: web.Request) -> web.Response:
     """Register a Web platform: Realtime then accepts handshakes whose Origin has this host."""
     hostname = _platform_hostname(_field(await _json_object(request), "hostname", str, ""))
@@ -178,20 +180,20 @@ async def add_platform(request: web.Request) -> web.Response:
     return web.json_response({"hostname": hostname}, status=201)
 
 
-@routes.delete("/_emulator/platforms/{hostname}")
+@_table.delete("/_emulator/platforms/{hostname}")
 async def delete_platform(request: web.Request) -> web.Response:
     if request.app[REALTIME].platforms.pop(request.match_info["hostname"].lower(), False) is False:
         raise AppwriteError("general_argument_invalid", "No such platform.")
     return web.Response(status=204)
 
 
-@routes.get("/_emulator/realtime/connections")
+@_table.get("/_emulator/realtime/connections")
 async def realtime_connections(request: web.Request) -> web.Response:
     open_only = request.query.get("open", "").lower() in ("1", "true")
     return web.json_response(request.app[REALTIME].history(open_only=open_only))
 
 
-@routes.post("/_emulator/realtime/publish")
+@_table.post("/_emulator/realtime/publish")
 async def realtime_publish(request: web.Request) -> web.Response:
     """One event; per-user (`userId`: channels default to that user's account channels, role
     `user:<id>`), explicit `roles`, or public (role `any`) when neither is given."""
@@ -216,7 +218,7 @@ async def realtime_publish(request: web.Request) -> web.Response:
     return web.json_response({"delivered": delivered})
 
 
-@routes.post("/_emulator/realtime/disconnect")
+@_table.post("/_emulator/realtime/disconnect")
 async def realtime_disconnect(request: web.Request) -> web.Response:
     body = await _json_object(request)
     code = _field(body, "code", int, 1011)
@@ -224,3 +226,12 @@ async def realtime_disconnect(request: web.Request) -> web.Response:
         raise _invalid("`code` must be a WebSocket close code (1000-4999).")
     closed = await request.app[REALTIME].disconnect(_field(body, "userId", str, None), code)
     return web.json_response({"closed": closed})
+
+
+# Guarded here rather than by a middleware, so that every app serving these routes (the lean
+# emulator of bench/ builds its own) serves them behind the same checks.
+routes: list[web.RouteDef] = [
+    web.RouteDef(route.method, route.path, guarded(route.handler), route.kwargs)
+    for route in _table
+    if isinstance(route, web.RouteDef)
+]

@@ -1,8 +1,14 @@
 """OpenTelemetry tracing, off unless the standard OTEL_* variables turn it on (OTLP over HTTP).
 
-Spans: the route (SERVER, continuing an incoming `traceparent`), each Appwrite call and the relay's
-upstream handshake (CLIENT, `traceparent` forwarded), each Redis call. Attributes are chosen, never
-copied from requests: no cookie, session, JWT, key, or URL with its query ever becomes one.
+Spans: the route (SERVER), each Appwrite call and the relay's upstream handshake (CLIENT,
+`traceparent` forwarded), each Redis call. Attributes are chosen, never copied from requests: no
+cookie, session, JWT, key, or URL with its query ever becomes one.
+
+An incoming `traceparent` is the caller's text: continued, it would pick the trace id and, through a
+parent-based sampler, force every trace it sends to be kept. So the route's span continues it (with
+its `tracestate`) only from callers TRACE_TRUST_INCOMING trusts (none by default; a peer in
+TRUSTED_PROXIES, such as a mesh that sets it itself; or all); anyone else's request starts a trace of
+this service's own, sampled by this service's own sampler, with a link to the caller's span.
 
 When tracing is off, `NO_TRACING` stands in: nothing of OpenTelemetry is imported, and each span
 site costs one method call returning a shared no-op context manager.
@@ -16,11 +22,14 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appwrite_token_exchange import __version__
+from appwrite_token_exchange.env import canonical_ip, in_networks
+from appwrite_token_exchange.keys import SETTINGS
 from appwrite_token_exchange.observability.tracing_config import TracingConfig
 from appwrite_token_exchange.problems import ProblemError
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span
     from opentelemetry.trace import Tracer as OtelTracer
@@ -96,13 +105,33 @@ class Tracing(NoTracing):
         self._propagator = TraceContextTextMapPropagator()
         self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
 
+    def _incoming(self, request: web.Request) -> tuple[Context, list[Any]]:
+        """The route span's parent and links: the caller's trace context if its sender is trusted;
+        else a new trace linked to the caller's span (its ids only: neither its sampled flag nor its
+        `tracestate` comes along)."""
+        from opentelemetry.context import Context
+        from opentelemetry.trace import Link, SpanContext, get_current_span
+
+        lines = request.headers.getall("traceparent", ())
+        if len(lines) != 1:  # none, or several: W3C Trace Context treats several as invalid
+            return Context(), []
+        # Several tracestate lines are one list (W3C Trace Context, RFC 9110 section 5.3).
+        carrier = {"traceparent": lines[0], "tracestate": ",".join(request.headers.getall("tracestate", ()))}
+        remote = self._propagator.extract(carrier)
+        if _trusted(request):
+            return remote, []
+        caller = get_current_span(remote).get_span_context()
+        if not caller.is_valid:
+            return Context(), []
+        return Context(), [Link(SpanContext(caller.trace_id, caller.span_id, is_remote=True))]
+
     @contextlib.contextmanager
     def server_span(self, request: web.Request, route: str) -> Iterator[Span | None]:
-        """The route's span, continuing the caller's trace from a `traceparent` header."""
+        """The route's span: continuing a trusted caller's trace, else a trace of its own (module doc)."""
         if request.path in _UNTRACED_PATHS:
             yield None
             return
-        parent = self._propagator.extract({"traceparent": request.headers.get("traceparent", "")})
+        parent, links = self._incoming(request)
         attributes: dict[str, str | int] = {
             "http.request.method": request.method,
             "http.route": route,
@@ -110,7 +139,7 @@ class Tracing(NoTracing):
             "url.path": route,
         }
         with self._tracer.start_as_current_span(
-            f"{request.method} {route}", context=parent, kind=self._server, attributes=attributes,
+            f"{request.method} {route}", context=parent, kind=self._server, attributes=attributes, links=links,
             record_exception=False, set_status_on_exception=False,
         ) as span:
             try:
@@ -158,6 +187,18 @@ class Tracing(NoTracing):
     async def shutdown(self) -> None:
         # Flushing sends over HTTP and joins the worker thread: never on the event loop.
         await asyncio.to_thread(self._provider.shutdown)
+
+
+def _trusted(request: web.Request) -> bool:
+    """Whether TRACE_TRUST_INCOMING lets this request's sender choose its trace (ids and sampling)."""
+    settings = request.app[SETTINGS]
+    if settings.trace_trust_incoming == "all":
+        return True
+    if settings.trace_trust_incoming == "none":
+        return False
+    # `proxies`: the socket's peer, not any X-Forwarded-For entry, is who sent the header.
+    peer = canonical_ip(request.remote)
+    return peer is not None and in_networks(peer, settings.trusted_proxies)
 
 
 def _failed(span: Span, status: int | None, error_type: str) -> None:
