@@ -13,13 +13,22 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from appwrite_token_exchange.app import create_app
+from appwrite_token_exchange.edge.http_server import service_runner
 from appwrite_token_exchange.emulator import EmulatorConfig, create_emulator_app
 from appwrite_token_exchange.observability.logs import configure_logging
 from blockbuster import blockbuster_ctx
 
 from tests.support.contract import contract_middleware
 from tests.support.kinds import ChildProcessCheck, mark_tests
-from tests.support.service import JWT_SECRET, PROJECT, Emulator, LogLines, ServiceFactory, service_settings
+from tests.support.service import (
+    JWT_SECRET,
+    PROJECT,
+    Emulator,
+    LogLines,
+    ServedFactory,
+    ServiceFactory,
+    service_settings,
+)
 
 CHILD_PROCESSES = pytest.StashKey[ChildProcessCheck]()
 
@@ -95,6 +104,29 @@ async def service_factory(
         return await aiohttp_client(app)
 
     return start
+
+
+@pytest.fixture
+async def bounded(emulator: Emulator) -> AsyncIterator[ServedFactory]:
+    """Start the service as `token-exchange serve` runs it, on a real socket (keyword arguments:
+    environment; `outermost`: a middleware outside all of the app's own); the port."""
+    runners: list[web.AppRunner] = []
+
+    async def start(outermost: Any = None, **env: str) -> int:
+        settings = service_settings(emulator, **env)
+        app = create_app(settings)
+        if outermost is not None:
+            app.middlewares.insert(0, outermost)
+        runner = service_runner(app, settings)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return site.port
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
 
 
 @pytest.fixture

@@ -7,21 +7,21 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import http_parser, web
 from aiohttp.test_utils import TestClient
-from appwrite_token_exchange.app import create_app
 from appwrite_token_exchange.edge.http_server import service_runner
 
 from tests.support.helpers import assert_problem
 from tests.support.processes import free_port, running
-from tests.support.service import COOKIE, PROJECT, Emulator, LogLines, exchange, service_settings
+from tests.support.service import COOKIE, PROJECT, Emulator, LogLines, ServedFactory, exchange, service_settings
 
 MB = 1024 * 1024
 SECRET = "S3cr3tSessionValue"
@@ -189,26 +189,7 @@ async def test_demo_serves_with_the_same_bounds() -> None:
 
 # -- in-process: the service on the runner `serve` uses, spoken to over raw sockets ----------------
 
-Start = Callable[..., Awaitable[int]]
-
-
-@pytest.fixture
-async def bounded(emulator: Emulator) -> AsyncIterator[Start]:
-    """Start the service as `token-exchange serve` runs it (keyword arguments: environment); the port."""
-    runners: list[web.AppRunner] = []
-
-    async def start(**env: str) -> int:
-        settings = service_settings(emulator, **env)
-        runner = service_runner(create_app(settings), settings)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return site.port
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+Start = ServedFactory
 
 
 @dataclass
@@ -413,3 +394,71 @@ async def test_a_relayed_socket_outlives_the_request_deadline(bounded: Start, em
         event = await ws.receive(timeout=3)
         assert event.type == aiohttp.WSMsgType.TEXT, event
         assert json.loads(event.data)["data"]["payload"] == {"n": 1}
+
+
+# -- what aiohttp itself is given: its parser, and the app's own connection options ----------------
+
+
+async def test_the_parser_in_use_is_the_one_asked_for(emulator: Emulator) -> None:
+    """aiohttp picks its C parser, or with AIOHTTP_NO_EXTENSIONS=1 its Python one, once at import;
+    tests/test_aiohttp_internals.py runs this file again with the Python one. Both must be the
+    parser the service's connections really use, inside BoundedRequestHandler's wrapper."""
+    settings = service_settings(emulator)
+    runner = service_runner(web.Application(), settings)
+    await runner.setup()
+    try:
+        assert runner.server is not None
+        connection = runner.server()
+        parser = connection._parser._parser  # type: ignore[union-attr]
+        # The run that asks for the Python parser says so on its own too, so that aiohttp
+        # ignoring (or a typo in) AIOHTTP_NO_EXTENSIONS fails here rather than testing C twice.
+        if os.environ.get("AIOHTTP_NO_EXTENSIONS") or os.environ.get("TESTS_AIOHTTP_PARSER") == "python":
+            assert type(parser) is http_parser.HttpRequestParserPy
+        else:
+            assert type(parser) is not http_parser.HttpRequestParserPy
+            assert type(parser).__module__ == "aiohttp._http_parser"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application, emulator: Emulator) -> AsyncIterator[tuple[web.AppRunner, int]]:
+    """`app` on the runner `serve` uses: (the runner, its port)."""
+    runner = service_runner(app, service_settings(emulator))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield runner, site.port
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_app_s_handler_args_reach_the_connection(emulator: Emulator) -> None:
+    """The runner built its server from its own options only: `max_headers=3` became aiohttp's 128.
+    (aiohttp's Python parser counts the request line and the blank line under `max_headers` too, so
+    with 3 it takes one header line where the C parser takes three: a request with only `Host`.)"""
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(handler_args={"max_headers": 3})
+    app.router.add_get("/", ok)
+    async with served(app, emulator) as (_, port):
+        raw, _ = await talk(port, request("GET", "/"), until_closed=0.3)
+        assert [a.status for a in parse(raw)] == [200], raw
+        raw, closed = await talk(port, request("GET", "/", *(f"X-Extra-{i}: 1" for i in range(4))))
+        assert closed
+        (answer,) = parse(raw)
+        assert (answer.status, answer.problem()["code"]) == (400, "bad_request")
+
+
+async def test_the_loop_s_debug_flag_reaches_the_connection(emulator: Emulator) -> None:
+    """aiohttp's own runner gives each connection the app's debug flag (the loop's); ours dropped it."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    try:
+        async with served(web.Application(), emulator) as (runner, _):
+            assert runner.server is not None
+            assert runner.server().debug is True
+    finally:
+        loop.set_debug(False)

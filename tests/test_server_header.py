@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from appwrite_token_exchange.app import create_app
-from appwrite_token_exchange.edge.http_server import service_runner
 
-from tests.support.service import COOKIE, PROJECT, Emulator, exchange, service_settings
+from tests.support.service import COOKIE, PROJECT, ServedFactory, exchange
 
 ORIGIN = "https://app.example.com"
 SERVER = "token-exchange"
@@ -65,29 +62,7 @@ async def test_every_kind_of_answer_the_app_gives(service, emulator, session_coo
 # -- answers the HTTP server gives itself, on the runner `token-exchange serve` uses ---------------
 
 
-Start = Callable[..., Awaitable[int]]
-
-
-@pytest.fixture
-async def bounded(emulator: Emulator) -> AsyncIterator[Start]:
-    """Start the service as `serve` runs it, optionally with a middleware outside all of its own."""
-    runners: list[web.AppRunner] = []
-
-    async def start(outermost: Any = None, **env: str) -> int:
-        settings = service_settings(emulator, **env)
-        app = create_app(settings)
-        if outermost is not None:
-            app.middlewares.insert(0, outermost)
-        runner = service_runner(app, settings)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return site.port
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+Start = ServedFactory
 
 
 async def head_of_answer(port: int, request: bytes) -> tuple[int, dict[str, list[str]]]:

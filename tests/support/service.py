@@ -54,6 +54,8 @@ def service_settings(emulator: Emulator, **env: str) -> Settings:
 
 
 ServiceFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+# Starts the service as `serve` runs it and gives its port (the `bounded` fixture).
+ServedFactory = Callable[..., Awaitable[int]]
 
 
 class LogLines:

@@ -27,8 +27,10 @@ except after a read that may have carried part of a next request (after a reques
 a fragment behind a complete request): the parser may hold bytes no request will ever complete, so
 such a connection is closed silently once it has been idle for the read timeout.
 aiohttp offers no public hook for any of this: the parser is swapped for a wrapper on the protocol's
-`_parser` attribute, and the runner's `_make_server` builds this protocol's server. Both are pinned
-by tests/test_hostile_http.py.
+`_parser` attribute, and the runner's `_make_server` builds this protocol's server from the one
+aiohttp made. So pyproject.toml allows only the aiohttp minor this was reviewed on, each internal
+relied on has a test named after it (tests/test_aiohttp_internals.py), and tests/test_hostile_http.py
+runs once with aiohttp's C parser and once with its Python parser (`AIOHTTP_NO_EXTENSIONS=1`).
 """
 
 from __future__ import annotations
@@ -267,6 +269,7 @@ class BoundedRequestHandler(web.RequestHandler):
         super().close()
 
     def eof_received(self) -> None:
+        super().eof_received()
         self._peer_is_done()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -361,11 +364,12 @@ class _BoundedAppRunner(web.AppRunner):
     def __init__(self, app: web.Application, *, limits: RequestLimits, shutdown_timeout: float, **options: Any) -> None:
         super().__init__(app, shutdown_timeout=shutdown_timeout, **options)
         self._limits = limits
-        self._options = options
 
     async def _make_server(self) -> web.Server:
-        # The app's startup, then aiohttp's own server for it: its handler and request factory are
-        # what ours serves with.
+        # The app's startup, then aiohttp's own server for it: its handler, request factory and
+        # connection options are what ours serves with. Those options are the runner's with the
+        # app's `handler_args` and `debug` (the loop's) laid over them by `Application._make_handler`;
+        # the runner's options alone would drop them (`max_headers=3` became aiohttp's 128).
         plain = await super()._make_server()
         return _BoundedServer(
             plain.request_handler,
@@ -373,7 +377,7 @@ class _BoundedAppRunner(web.AppRunner):
             handler_cancellation=plain.handler_cancellation,
             limits=self._limits,
             loop=asyncio.get_running_loop(),
-            **self._options,
+            **plain._kwargs,
         )
 
 
