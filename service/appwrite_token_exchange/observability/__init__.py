@@ -1,6 +1,7 @@
 """What operators see.
 
 - `logs`: structlog configured once (JSON or console), the access log, redaction;
+- `log_bounds`: what one client can write: fields cut and escaped, uncharged refusals sampled per IP;
 - `log_writer`: log lines written from a thread of their own, so a slow stdout never blocks the loop;
 - `log_once`: conditions logged when they appear, not per request;
 - `audit`: the audit log's events;

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from appwrite_token_exchange.observability.log_bounds import RefusalSampler, bound_fields
 from appwrite_token_exchange.observability.log_writer import BackgroundWriter, TextAdapter
 from appwrite_token_exchange.paths import TOKEN_PATH
 
@@ -47,13 +48,16 @@ def _json_renderer(binary: bool) -> structlog.typing.Processor:
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "json", stream: IO[str] | None = None, cache_loggers: bool = True
+    level: str = "info", fmt: str = "json", stream: IO[str] | None = None, cache_loggers: bool = True,
+    sampler: RefusalSampler | None = None,
 ) -> None:
     """Our events render straight to the stream (no stdlib logging on the hot path), as bytes
     written to its binary buffer when it has one; stdlib records (aiohttp's own, libraries') go
     through the same processors and a renderer of the same JSON as text.
 
-    `cache_loggers=False` lets tests reconfigure the stream between runs.
+    Every line's fields are bounded, and the lines a client causes without being charged to a limit
+    are sampled per client IP (log_bounds.py). `cache_loggers=False` lets tests reconfigure the
+    stream between runs; `sampler` lets them give the sampler a clock.
     """
     out = stream or sys.stdout
     shared: list[structlog.typing.Processor] = [
@@ -61,6 +65,8 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
+        bound_fields,
+        sampler or RefusalSampler(),
     ]
     console = fmt == "console"
     stdout: BinaryIO | None = None if console else getattr(out, "buffer", None)
