@@ -45,7 +45,7 @@ async def state(redis_url: str | None) -> AsyncIterator[State]:
 
 def query(session: str, named_user: str, ip: str = "ip1", limit: RateLimit = TWO) -> AdmissionQuery:
     def user_check(user_id: str | None) -> Check:
-        return Check("user", State.key("user", user_id or named_user), limit, count=user_id is not None)
+        return Check("user", State.key("user", user_id or named_user), limit)
 
     return AdmissionQuery(
         ip=Check("ip", State.key("ip", ip), limit),
@@ -65,15 +65,22 @@ async def test_a_refused_ip_decides_nothing_else_and_counts_nothing(state: State
     for session in ("s1", "s2"):
         assert allowed(await state.admit(query(session, "u1"))) == [("ip", True), ("session", True), ("user", True)]
     assert allowed(await state.admit(query("s3", "u1"))) == [("ip", False)]
-    # s3's session window was not touched: from another IP it still has its whole allowance.
+    # s3's session window was not touched: from another IP it still has its whole allowance (u1's
+    # window is full from the first two, so s3 names another user here).
     for _ in range(2):
-        assert allowed(await state.admit(query("s3", "u1", ip="ip2")))[1] == ("session", True)
-    assert allowed(await state.admit(query("s3", "u1", ip="ip3")))[1] == ("session", False)
+        assert allowed(await state.admit(query("s3", "u2", ip="ip2")))[1] == ("session", True)
+    assert allowed(await state.admit(query("s3", "u2", ip="ip3")))[1] == ("session", False)
 
 
-async def test_the_named_user_is_only_looked_at_until_a_token_shows_the_user(state: State) -> None:
-    for i in range(4):  # four sessions naming u1, none learned: u1's window stays empty
-        assert allowed(await state.admit(query(f"s{i}", "u1", ip=f"ip{i}")))[2] == ("user", True)
+async def test_the_named_user_is_reserved_until_a_token_shows_the_user(state: State) -> None:
+    """Before any token the cookie's user is charged at admission (a reservation, given back when no
+    token comes of it), so first exchanges in flight together cannot pass the limit."""
+    answers = [await state.admit(query(f"s{i}", "u1", ip=f"ip{i}")) for i in range(3)]
+    assert [allowed(answer)[2] for answer in answers] == [("user", True), ("user", True), ("user", False)]
+    assert [answer.reserved is not None for answer in answers] == [True, True, False]
+    for answer in answers[:2]:
+        assert answer.reserved is not None
+        await state.give_back(answer.reserved)
     await state.set_cached("user:{s9}", "u1", 60)
     answers = [await state.admit(query("s9", "u1", ip=f"ipx{i}")) for i in range(3)]
     assert [answer.user_id for answer in answers] == ["u1"] * 3
@@ -111,3 +118,27 @@ async def test_a_refused_user_leaves_the_session_uncounted(state: State) -> None
     await state.set_cached("user:{s2}", "u2", 60)
     assert [allowed(await state.admit(query("s2", "u2", ip=f"ipz{i}")))[1] for i in range(3)] == [
         ("session", True), ("session", True), ("session", False)]
+
+
+async def test_a_given_back_unit_is_free_again_and_giving_back_twice_frees_no_more(state: State) -> None:
+    first = await state.admit(query("s1", "u1", ip="ip1"))
+    second = await state.admit(query("s2", "u1", ip="ip2"))
+    assert allowed(await state.admit(query("s3", "u1", ip="ip3")))[2] == ("user", False)
+    assert first.reserved is not None and second.reserved is not None
+    await state.give_back(first.reserved)
+    answer = await state.admit(query("s4", "u1", ip="ip4"))
+    assert allowed(answer)[2] == ("user", True) and answer.reserved is not None
+    # The window is full again; a window at zero stays at zero however often it is given back to.
+    assert allowed(await state.admit(query("s5", "u1", ip="ip5")))[2] == ("user", False)
+    for reservation in (second.reserved, answer.reserved, answer.reserved, answer.reserved):
+        await state.give_back(reservation)
+    answers = [await state.admit(query(f"t{i}", "u1", ip=f"ipt{i}")) for i in range(3)]
+    assert [allowed(answer)[2] for answer in answers] == [("user", True), ("user", True), ("user", False)]
+
+
+async def test_a_refused_admission_reserves_nothing(state: State) -> None:
+    await state.set_cached("user:{s1}", "u1", 60)
+    for i in range(2):
+        assert (await state.admit(query("s1", "u1", ip=f"ip{i}"))).reserved is not None
+    answer = await state.admit(query("s1", "u1", ip="ip9"))
+    assert ("session", False) in allowed(answer) and answer.reserved is None

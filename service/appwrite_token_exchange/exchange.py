@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from appwrite_token_exchange.access.origin import check_csrf
-from appwrite_token_exchange.access.sequence import admit, ask_appwrite, identify
+from appwrite_token_exchange.access.sequence import admit, ask_appwrite, holding, identify
 from appwrite_token_exchange.appwrite.client import MintedToken, UpstreamError
 from appwrite_token_exchange.keys import (
     APPWRITE,
@@ -52,7 +52,8 @@ async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> we
     audit_fields["session_hash"] = caller.session_hash
     admission = await admit(request, caller)
     # The body is ignored, but reading it enforces the size limit (413) on every caller.
-    await request.read()
+    async with holding(request, admission):
+        await request.read()
     if admission.user_id:
         audit_fields["user_id"] = admission.user_id
     try:

@@ -14,7 +14,7 @@ from appwrite_token_exchange.observability.metrics import Metrics
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.rate_limit import RateLimit
 from appwrite_token_exchange.settings import Settings
-from appwrite_token_exchange.state.admission import AdmissionQuery
+from appwrite_token_exchange.state.admission import AdmissionQuery, Reservation
 from appwrite_token_exchange.state.sliding_window import Check, Decision
 from appwrite_token_exchange.state.store import SESSION_USER_TTL_SECONDS, State
 
@@ -31,6 +31,9 @@ class Admission:
     session_fingerprint: str = ""
     # The session's user as learned from an earlier token: confirmed by Appwrite, not by the cookie.
     user_id: str | None = None
+    # The unit of a user's window this request holds until a token is issued (`issued` keeps or
+    # moves it) or it ends without one (`give_back`).
+    reserved: Reservation | None = None
 
     @property
     def headers(self) -> CIMultiDict[str]:
@@ -42,12 +45,15 @@ class AccessLimits:
     as one question once the cookie is decoded (`admit`: one Redis round trip). A request refused
     before that (its cookie, its channels) still costs its IP (`charging_ip`).
 
-    The user limit holds from a session's first exchange, when the service knows the user only from
-    the cookie, which anyone can write. So that forged cookies naming a user cost that user nothing,
-    a user is charged only for tokens Appwrite minted: the first exchange of a session only looks at
-    the window of the user the cookie names (refused if it is full) and `issued` charges the user in
-    the token's claims. Once a token has shown the session's user, later exchanges are charged at
-    admission, as only the secret's holder can send them.
+    The user limit is reserved at admission, before Appwrite is asked, so that exchanges in flight
+    together (first exchanges of many sessions of one user, or several of one session) never mint
+    past it: one unit of the window of the session's user, as learned from an earlier token, or on
+    a session's first exchange of the user the cookie names. Anyone can write a cookie, so the unit
+    is given back whenever no token comes of the request (Appwrite refused the session or failed, the
+    body was too large, the client left): a forged cookie naming a user holds one unit of that user's
+    window only while Appwrite is asked. When the token names another user than the one reserved
+    (a cookie naming someone else), the unit moves to the token's user, who must have room: if not,
+    the token is not handed out (429).
     """
 
     def __init__(self, settings: Settings, state: State, metrics: Metrics, fingerprinter: Fingerprinter) -> None:
@@ -101,15 +107,15 @@ class AccessLimits:
 
     async def admit(self, client_ip: str, session_fingerprint: str, named_user_id: str) -> Admission:
         """Count the request against its IP, then refuse known-dead sessions, and sessions or users
-        over their limit, before Appwrite is asked. `named_user_id` is the id the cookie names; it is
-        looked at, never charged (see the class)."""
+        over their limit, before Appwrite is asked. `named_user_id` is the id the cookie names: its
+        window is reserved until a token shows the session's user (see the class)."""
         user_policy = self._policies["user"]
 
         def user_check(user_id: str | None) -> Check | None:
             if user_policy is None:
                 return None
             key = State.key("user", self._keyed_hash(user_id or named_user_id))
-            return Check("user", key, user_policy, count=user_id is not None)
+            return Check("user", key, user_policy)
 
         session_policy = self._policies["session"]
         answer = await self._state.admit(AdmissionQuery(
@@ -122,7 +128,8 @@ class AccessLimits:
             named_user_id=named_user_id,
             user_check=user_check,
         ))
-        admission = Admission(session_fingerprint=session_fingerprint, user_id=answer.user_id)
+        admission = Admission(session_fingerprint=session_fingerprint, user_id=answer.user_id,
+                              reserved=answer.reserved)
         ip_decisions = answer.decisions[:1] if self._policies["ip"] is not None else []
         self._decide(admission, ip_decisions)
         if answer.rejected:
@@ -147,15 +154,28 @@ class AccessLimits:
             )
 
     async def issued(self, admission: Admission, user_id: str) -> None:
-        """Appwrite confirmed the session: learn its user from the token, and charge that user."""
-        if admission.user_id == user_id:
-            return  # charged at admission
-        if len(user_id) <= _MAX_CACHED_USER_ID:
+        """Appwrite confirmed the session: learn its user from the token; the unit reserved at
+        admission is that user's, or moves to that user (raises 429 if that user has no room)."""
+        if admission.user_id != user_id and len(user_id) <= _MAX_CACHED_USER_ID:
             key = _cache_key("user", admission.session_fingerprint)
             await self._state.set_cached(key, user_id, SESSION_USER_TTL_SECONDS)
         policy = self._policies["user"]
-        if policy is not None:
-            await self._state.add(Check("user", State.key("user", self._keyed_hash(user_id)), policy))
+        if policy is None:
+            return
+        check = Check("user", State.key("user", self._keyed_hash(user_id)), policy)
+        reserved, admission.reserved = admission.reserved, None
+        if reserved is not None and reserved.check.key == check.key:
+            return  # reserved at admission
+        if reserved is not None:
+            await self._state.give_back(reserved)
+        admission.decisions = [decision for decision in admission.decisions if decision.scope != "user"]
+        self._decide(admission, await self._state.hit([check]))
+
+    async def give_back(self, admission: Admission) -> None:
+        """No token came of this request: the unit of the user's window it held goes back."""
+        reserved, admission.reserved = admission.reserved, None
+        if reserved is not None:
+            await self._state.give_back(reserved)
 
     async def rejected(self, admission: Admission) -> None:
         """Remember a session Appwrite refused, so a flood of dead cookies stays off Appwrite."""

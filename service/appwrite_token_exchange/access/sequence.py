@@ -7,12 +7,15 @@ order that keeps refusals cheap and never lets a cross-site page spend a visitor
 3. the session's keyed fingerprint (never the secret) for every limit and cache key;
 4. `admit`: the IP, session and user limits and the rejected-session memory, one question to the state;
 5. the one Appwrite call, through the concurrency bound and the circuit breaker; a session Appwrite
-   refuses is remembered, and the user a success names is charged (`ask_appwrite`).
+   refuses is remembered, and the user a success names keeps the unit of the user limit reserved in
+   step 4 (`ask_appwrite`). Whatever ends the request between the two without a token gives that
+   unit back (`holding`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -58,18 +61,30 @@ async def admit(request: web.Request, caller: Caller[object]) -> Admission:
     return await request.app[ACCESS_LIMITS].admit(request[CLIENT_IP], caller.fingerprint, caller.session.user_id)
 
 
+@asynccontextmanager
+async def holding(request: web.Request, admission: Admission) -> AsyncIterator[None]:
+    """Between steps 4 and 5: a failure, a refusal or a cancellation inside gives back the unit of
+    the user limit the admission reserved (nothing once `issued` has kept it)."""
+    try:
+        yield
+    except BaseException:
+        await request.app[ACCESS_LIMITS].give_back(admission)
+        raise
+
+
 async def ask_appwrite(
     request: web.Request, admission: Admission, call: Callable[[], Awaitable[T]], user_of: Callable[[T], str]
 ) -> T:
     """Step 5: the guarded Appwrite call; what Appwrite answered updates the limits."""
     app = request.app
     limits = app[ACCESS_LIMITS]
-    async with app[UPSTREAM_GUARD].call():
-        try:
-            answer = await call()
-        except UpstreamError as error:
-            if error.code == "session_invalid":
-                await limits.rejected(admission)
-            raise
-    await limits.issued(admission, user_of(answer))
+    async with holding(request, admission):
+        async with app[UPSTREAM_GUARD].call():
+            try:
+                answer = await call()
+            except UpstreamError as error:
+                if error.code == "session_invalid":
+                    await limits.rejected(admission)
+                raise
+        await limits.issued(admission, user_of(answer))
     return answer

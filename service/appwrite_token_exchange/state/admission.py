@@ -21,9 +21,18 @@ class AdmissionQuery:
     rejected_key: str  # cache entry: Appwrite refused this session
     user_key: str  # cache entry: the user a token showed for this session (same hash tag)
     named_user_id: str  # the user the cookie names (anyone can write a cookie)
-    # The user window: of the learned user, counted; or, before any token, of the named user,
-    # looked at only. None when the user limit is off.
+    # The user window (reserved: counted, and given back if no token comes of it): of the learned
+    # user, or, before any token, of the named user. None when the user limit is off.
     user_check: Callable[[str | None], Check | None]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One unit counted in a user window at admission, and where, so that it can be given back."""
+
+    check: Check
+    window_index: int  # the window it was counted in, on the clock of the state that counted it
+    in_memory: bool = False  # counted by the memory state (no Redis, or Redis was down)
 
 
 @dataclass(frozen=True)
@@ -33,3 +42,4 @@ class AdmissionAnswer:
     decisions: list[Decision] = field(default_factory=list)
     rejected: bool = False
     user_id: str | None = None
+    reserved: Reservation | None = None  # the user window's unit, when it was counted

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from aiocache import RedisCache
 from aiocache.serializers import StringSerializer
 
-from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery
+from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery, Reservation
 from appwrite_token_exchange.state.sliding_window import Check, Decision, decide
 
 # Rolls the hash KEYS[i] to the current window of `window` seconds; returns current, previous.
@@ -46,8 +46,7 @@ end
 # The admission (state/admission.py) with Redis's own clock (replicas' clocks may differ).
 # ARGV[1]: the user id the cookie names; then per window KEYS[i]: limit, window, mode, where mode
 #   'i' is decided and counted alone, first (when it refuses, nothing else is looked at);
-#   'g' counted, 'l' only looked at, 'u' counted once a token showed this session's user to be the
-#   named one: all three only if every one of them allows.
+#   'g' counted, 'l' only looked at: both only if every one of them allows.
 # KEYS after the windows (optional): the session's rejected and user cache entries. A rejected
 # session stops there ('invalid'); a learned user other than the named one stops there too
 # ('other': the caller decides with that user's window, which this call did not declare).
@@ -96,8 +95,7 @@ for i = 1, n do
 end
 if allowed then
   for i = 1, n do
-    local mode = ARGV[3 * i + 1]
-    if mode == 'g' or (mode == 'u' and user) then add(i) end
+    if ARGV[3 * i + 1] == 'g' then add(i) end
   end
 end
 return finish('ok', user)
@@ -112,9 +110,17 @@ count(KEYS[1], window, index, current, previous, same)
 return 1
 """
 
-# Takes back a count made in window ARGV[1] (Cluster: another call refused the same request).
+# Takes back a count made in window ARGV[1] (Cluster: another call refused the same request; or a
+# reservation no token came of): from the current count while that window lasts, from the previous
+# one once the next window has begun; later it weighs on nothing.
 _REFUND_LUA = """
-if redis.call('HGET', KEYS[1], 'i') == ARGV[1] then redis.call('HINCRBY', KEYS[1], 'c', -1) end
+local s = redis.call('HMGET', KEYS[1], 'i', 'c', 'p')
+local index = tonumber(ARGV[1])
+if tonumber(s[1]) == index and (tonumber(s[2]) or 0) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'c', -1)
+elseif tonumber(s[1]) == index + 1 and (tonumber(s[3]) or 0) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'p', -1)
+end
 return 1
 """
 
@@ -189,22 +195,28 @@ class RedisState:
         if self._cluster:
             return await self._admit_on_cluster(query)
         named_user = query.user_check(query.named_user_id)
-        windows = [(check, mode) for check, mode in ((query.ip, "i"), (query.session, "g"), (named_user, "u"))
+        user_mode = "g" if named_user is None or named_user.count else "l"
+        windows = [(check, mode) for check, mode in ((query.ip, "i"), (query.session, "g"), (named_user, user_mode))
                    if check is not None]
         answer = await self._run(windows, [query.rejected_key, query.user_key], query.named_user_id)
         decisions = answer.decisions()
+        reserved = _reservation(named_user, answer.windows) if answer.status == "ok" else None
         if answer.status == "other":  # a token showed another user: decide with that user's window
-            decisions += await self.hit([c for c in (query.session, query.user_check(answer.user_id)) if c])
-        return AdmissionAnswer(decisions, answer.status == "invalid", answer.user_id)
+            learned = query.user_check(answer.user_id)
+            more, counted = await self._hit([c for c in (query.session, learned) if c])
+            decisions += more
+            reserved = _reservation(learned, counted)
+        return AdmissionAnswer(decisions, answer.status == "invalid", answer.user_id, reserved)
 
     async def _admit_on_cluster(self, query: AdmissionQuery) -> AdmissionAnswer:
         """Three calls at once: the IP's window; the session's window and caches (one slot); the
-        named user's window, counted on trust and taken back unless the caches confirm that user."""
+        named user's window (the reservation), taken back if anything refused the request or the
+        caches name another user."""
         named_user = query.user_check(query.named_user_id)
         ip_call = self._run([(query.ip, "i")]) if query.ip is not None else None
         session_call = self._run([(query.session, "g")] if query.session else [],
                                  [query.rejected_key, query.user_key], query.named_user_id)
-        user_call = self._run([(named_user, "g")]) if named_user is not None else None
+        user_call = self._run([(named_user, "g" if named_user.count else "l")]) if named_user is not None else None
         calls = [call for call in (ip_call, session_call, user_call) if call is not None]
         answers = iter(await _gather(calls))
         ip = next(answers) if ip_call is not None else None
@@ -216,26 +228,40 @@ class RedisState:
         if not refused:
             decisions += [decision for answer in group for decision in answer.decisions()]
             refused = not all(decision.allowed for decision in decisions)
-        # Take back what this request must not cost: all of the group if anything refused it, and
-        # the named user's count unless a token showed the session's user to be that one.
-        await self._refund([window for answer in group for window in answer.windows if window.counted
-                            and (refused or (answer is user and session.user_id is None))])
+        # Take back what this request must not cost: all of the group if anything refused it.
+        if refused:
+            await self._refund([window for answer in group for window in answer.windows if window.counted])
+        reserved = _reservation(named_user, user.windows) if user is not None and not refused else None
         if session.status == "other":
-            decisions += await self.hit([c for c in (query.session, query.user_check(session.user_id)) if c])
-        return AdmissionAnswer(decisions, session.status == "invalid", session.user_id)
+            learned = query.user_check(session.user_id)
+            more, counted = await self._hit([c for c in (query.session, learned) if c])
+            decisions += more
+            reserved = _reservation(learned, counted)
+        return AdmissionAnswer(decisions, session.status == "invalid", session.user_id, reserved)
 
     async def hit(self, checks: list[Check]) -> list[Decision]:
         """Decide every check; count (where `count`) only if all allow."""
+        return (await self._hit(checks))[0]
+
+    async def _hit(self, checks: list[Check]) -> tuple[list[Decision], list[_Window]]:
+        """`hit`, and the windows it counted (with the window each was counted in)."""
         modes = [(check, "g" if check.count else "l") for check in checks]
         if not self._cluster or len(checks) <= 1:
-            return (await self._run(modes)).decisions()
+            answer = await self._run(modes)
+            return answer.decisions(), [window for window in answer.windows if window.counted]
         # Cluster: one call per check, all at once, each counting if it allows; when another
         # refused, the counts made are taken back (a second round trip, on refusals only).
         answers = await _gather([self._run([mode]) for mode in modes])
         decisions = [decision for answer in answers for decision in answer.decisions()]
+        counted = [window for answer in answers for window in answer.windows if window.counted]
         if not all(decision.allowed for decision in decisions):
-            await self._refund([window for answer in answers for window in answer.windows if window.counted])
-        return decisions
+            await self._refund(counted)
+            counted = []
+        return decisions, counted
+
+    async def give_back(self, reservation: Reservation) -> None:
+        """Take back a unit reserved at admission (no token came of it)."""
+        await self._refund_script(keys=[reservation.check.key], args=[reservation.window_index])
 
     async def _run(self, windows: list[tuple[Check, str]], cache_keys: list[str] | None = None,
                    named_user_id: str = "") -> _Answer:
@@ -264,6 +290,14 @@ class RedisState:
         """Several cache entries in one call: the callers' keys share a hash tag (one slot)."""
         values: list[object] = await self.cache.multi_get(keys)
         return values
+
+
+def _reservation(check: Check | None, windows: list[_Window]) -> Reservation | None:
+    """The unit counted in `check`'s window, if this call counted one there."""
+    for window in windows:
+        if check is not None and window.check is check and window.counted:
+            return Reservation(check, window.window_index)
+    return None
 
 
 def _text(value: object) -> str:

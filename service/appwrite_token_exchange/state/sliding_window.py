@@ -129,6 +129,18 @@ class MemoryLimiter:
             self._expiries.add(check.key, window, (index + 2) * window)
         self._store.set(check.key, (index, current + 1, previous))
 
+    def give_back(self, check: Check, window_index: int) -> None:
+        """Take back one count made in window `window_index`: from the current count while that window
+        lasts, from the previous one in the next window; later it weighs on nothing."""
+        stored = _as_window(self._store.peek(check.key))
+        if stored is None:
+            return
+        number, current, previous = stored
+        if number == window_index and current > 0:
+            self._store.set(check.key, (number, current - 1, previous))
+        elif number == window_index + 1 and previous > 0:
+            self._store.set(check.key, (number, current, previous - 1))
+
     def drop_expired(self, budget: int, now: float | None = None) -> int:
         """Drops keys whose counts no longer weigh on any decision; returns how many deadlines it
         looked at (at most `budget`: the caller sweeps in chunks)."""

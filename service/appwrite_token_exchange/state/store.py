@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from appwrite_token_exchange.env import SettingsError
 from appwrite_token_exchange.observability.log_once import LogOnce
 from appwrite_token_exchange.rate_limit import RateLimit
-from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery
+from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery, Reservation
 from appwrite_token_exchange.state.expiry import ExpiryQueues
 from appwrite_token_exchange.state.lru import LRU
 from appwrite_token_exchange.state.redis_store import RedisState
@@ -299,8 +299,23 @@ class State:
         if rejected:
             return AdmissionAnswer(decisions, rejected=True)
         user_id = user_id if isinstance(user_id, str) else None
-        group = [check for check in (query.session, query.user_check(user_id)) if check is not None]
-        return AdmissionAnswer(decisions + (self._memory_limiter.hit(group) if group else []), user_id=user_id)
+        user_check = query.user_check(user_id)
+        group = [check for check in (query.session, user_check) if check is not None]
+        # No await from here to the count: concurrent admissions cannot both take the last unit.
+        now = time.time()
+        group_decisions = self._memory_limiter.hit(group, now) if group else []
+        reserved = None
+        if user_check is not None and user_check.count and all(decision.allowed for decision in group_decisions):
+            reserved = Reservation(user_check, int(now // user_check.policy.window_seconds), in_memory=True)
+        return AdmissionAnswer(decisions + group_decisions, user_id=user_id, reserved=reserved)
+
+    async def give_back(self, reservation: Reservation) -> None:
+        """Take back a unit reserved at admission, in the state that counted it. A Redis count that
+        Redis cannot take back now (down) stands: the limit errs toward refusing."""
+        if reservation.in_memory:
+            self._memory_limiter.give_back(reservation.check, reservation.window_index)
+        else:
+            await self._on_redis(lambda redis: redis.give_back(reservation))
 
     async def hit(self, checks: list[Check]) -> list[Decision]:
         decisions = await self._on_redis(lambda redis: redis.hit(checks))

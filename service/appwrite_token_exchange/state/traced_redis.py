@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from appwrite_token_exchange.observability.tracing import Tracer
-from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery
+from appwrite_token_exchange.state.admission import AdmissionAnswer, AdmissionQuery, Reservation
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.redis_url import RedisConfig
 from appwrite_token_exchange.state.sliding_window import Check, Decision
@@ -43,6 +43,10 @@ class TracedRedisState(RedisState):
     async def add(self, check: Check) -> None:
         with self._span("add", "EVALSHA"):
             await super().add(check)
+
+    async def give_back(self, reservation: Reservation) -> None:
+        with self._span("give_back", "EVALSHA"):
+            await super().give_back(reservation)
 
     async def ping(self) -> None:
         with self._span("ping", "PING"):
