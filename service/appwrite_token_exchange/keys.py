@@ -36,6 +36,8 @@ TRACING: web.AppKey[Tracer] = web.AppKey("tracing")  # NO_TRACING when off
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
+# The scheme the caller used, read with CLIENT_IP from the same trusted proxies.
+CLIENT_SCHEME: web.RequestKey[str] = web.RequestKey("client_scheme")
 # The relay handshake's span (an OpenTelemetry Span, None when not traced), for the socket's later
 # session re-checks to link to.
 HANDSHAKE_SPAN: web.RequestKey[object] = web.RequestKey("relay_handshake_span")

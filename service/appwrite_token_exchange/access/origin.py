@@ -7,7 +7,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from appwrite_token_exchange.access.client_ip import FORWARDED_PROTO, forwarded, header_list
-from appwrite_token_exchange.keys import LOGGED_ONCE, SETTINGS
+from appwrite_token_exchange.keys import CLIENT_SCHEME, LOGGED_ONCE, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.settings import Settings
 
@@ -28,7 +28,9 @@ _log = structlog.get_logger(logger_name="service")
 
 def request_origin(request: web.Request, settings: Settings) -> str:
     """The origin this request was addressed to, as a browser on the same host would send it."""
-    return f"{forwarded(request, settings.trusted_proxies).scheme}://{request.host.lower()}"
+    # Read once per request by the request middleware; walked here only for a request it did not see.
+    scheme = request.get(CLIENT_SCHEME) or forwarded(request, settings.trusted_proxies).scheme
+    return f"{scheme}://{request.host.lower()}"
 
 
 def origin_allowed(origin: str, request: web.Request, settings: Settings) -> bool:

@@ -7,9 +7,9 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from appwrite_token_exchange.access.client_ip import client_ip
+from appwrite_token_exchange.access.client_ip import forwarded
 from appwrite_token_exchange.access.origin import PREFLIGHT_GRANTS, cors_origin, refused_origin_detail, set_cors_headers
-from appwrite_token_exchange.keys import CLIENT_IP, LIFECYCLE, REQUEST_ID, SETTINGS
+from appwrite_token_exchange.keys import CLIENT_IP, CLIENT_SCHEME, LIFECYCLE, REQUEST_ID, SETTINGS
 from appwrite_token_exchange.observability.request_id import (
     REQUEST_ID_HEADER,
     callers_request_id,
@@ -42,7 +42,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
     current_request_id.set(request_id)  # forwarded to Appwrite (observability/request_id.py)
-    request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
+    # Both read in one walk of the forwarded headers; the Origin checks use the scheme.
+    request[CLIENT_IP], request[CLIENT_SCHEME] = forwarded(request, request.app[SETTINGS].trusted_proxies)
     # A keep-alive connection serves many requests in one task: start each from a clean context.
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -76,7 +76,8 @@ class Subscriptions:
         found: dict[str, None] = {}
         for channel in channels:
             if isinstance(channel, str) and channel in self._by_channel:
-                found.update(dict.fromkeys(self._by_channel[channel]))
+                for subscription_id in self._by_channel[channel]:
+                    found[subscription_id] = None
         if len(found) < 2:
             return list(found)
         return sorted(found, key=lambda subscription_id: self._by_id[subscription_id][0])
