@@ -109,14 +109,17 @@ async def service_factory(
 @pytest.fixture
 async def bounded(emulator: Emulator) -> AsyncIterator[ServedFactory]:
     """Start the service as `token-exchange serve` runs it, on a real socket (keyword arguments:
-    environment; `outermost`: a middleware outside all of the app's own); the port."""
+    environment; `outermost`: a middleware outside all of the app's own; `prepare`: called with the
+    app before it is served); the port."""
     runners: list[web.AppRunner] = []
 
-    async def start(outermost: Any = None, **env: str) -> int:
+    async def start(outermost: Any = None, prepare: Callable[[web.Application], None] | None = None, **env: str) -> int:
         settings = service_settings(emulator, **env)
         app = create_app(settings)
         if outermost is not None:
             app.middlewares.insert(0, outermost)
+        if prepare is not None:
+            prepare(app)
         runner = service_runner(app, settings)
         await runner.setup()
         runners.append(runner)

@@ -107,10 +107,14 @@ class Refused(HttpProcessingError):
     code = 431
 
 
-@pytest.fixture
-async def refusing_server() -> AsyncIterator[tuple[int, list[tuple[int, BaseException | None]]]]:
-    """aiohttp's server on a port, with a parser that raises `Refused` on the first read and a
-    protocol that records handle_error's calls: (port, calls)."""
+@pytest.fixture(params=["raised", "returned as _ErrInfo"])
+async def refusing_server(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[int, list[tuple[int, BaseException | None]]]]:
+    """aiohttp's server on a port, with a parser that refuses the first read with `Refused`, raised
+    (as aiohttp's parsers do) or returned as the error message aiohttp makes of a raised one (as
+    BoundedRequestHandler does, without a traceback), and a protocol that records handle_error's
+    calls: (port, calls)."""
     calls: list[tuple[int, BaseException | None]] = []
 
     class Raising:
@@ -118,7 +122,11 @@ async def refusing_server() -> AsyncIterator[tuple[int, list[tuple[int, BaseExce
             self._parser = parser
 
         def feed_data(self, data: bytes) -> Any:
-            raise Refused(message="refused")
+            refusal = Refused(message="refused")
+            if request.param == "raised":
+                raise refusal
+            error = web_protocol._ErrInfo(status=400, exc=refusal, message=refusal.message)
+            return [(error, EMPTY_PAYLOAD)], False, b""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self._parser, name)
@@ -145,7 +153,7 @@ async def refusing_server() -> AsyncIterator[tuple[int, list[tuple[int, BaseExce
         await server.wait_closed()
 
 
-async def test_a_parser_HttpProcessingError_reaches_RequestHandler_handle_error_as_its_exc(
+async def test_a_parser_HttpProcessingError_or__ErrInfo_reaches_RequestHandler_handle_error_as_its_exc(
     refusing_server: tuple[int, list[tuple[int, BaseException | None]]],
 ) -> None:
     """The 408 and 431 refusals are raised from the parser's feed_data and told apart in
@@ -240,6 +248,28 @@ def test_RequestHandler_finish_response_signature() -> None:
     assert inspect.iscoroutinefunction(function) and names == ["self", "request", "resp", "start_time"], changed(
         "RequestHandler.finish_response", str(inspect.signature(function))
     )
+
+
+async def test_RequestHandler__close_drops_reads_and_a_connection_never_made_can_be_lost() -> None:
+    """A connection refused at accept never calls RequestHandler.connection_made: it sets `_close`
+    so that what arrives is not parsed, and aiohttp's connection_lost must cope with it."""
+    protocol = web.Server(ok)()
+    fed: list[bytes] = []
+
+    class Recording:
+        def feed_data(self, data: bytes) -> tuple[Sequence[Any], bool, bytes]:
+            fed.append(data)
+            return (), False, b""
+
+    protocol._parser = Recording()  # type: ignore[assignment]
+    protocol._close = True
+    protocol.data_received(b"GET / HTTP/1.1\r\n")
+    assert fed == [], changed("RequestHandler.data_received", "it parses reads after _close is set")
+    try:
+        protocol.connection_lost(None)
+    except Exception as error:
+        message = changed("RequestHandler.connection_lost", f"fails on a connection never made: {error!r}")
+        raise AssertionError(message) from error
 
 
 def test_RequestHandler_close_force_close_eof_received_connection_lost() -> None:

@@ -131,6 +131,9 @@ async def serve(**env: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, i
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "LOG_LEVEL": "warning",
+        # These attacks come from one address, 40 connections at once: what each request may cost
+        # is tested here, the share of one client IP in tests/test_connection_limits.py.
+        "MAX_REQUESTS_IN_FLIGHT_PER_IP": "100",
         **env,
     }
     async with running("serve", env=settings, ready_url=f"http://127.0.0.1:{port}/livez") as process:

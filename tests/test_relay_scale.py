@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import resource
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from appwrite_token_exchange.capacity import MemoryLimit, parse_size, plan
 
 from tests.support.helpers import assert_problem
-from tests.support.processes import free_port, output_read, running
+from tests.support.processes import free_port, open_files_at_least, output_read, peak_rss_bytes, running
 
 PROJECT = "scaleproject"
 POD_LIMIT = "256Mi"  # deploy/k8s/base/deployment.yaml's memory limit
@@ -34,28 +32,6 @@ HANDSHAKE = {
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(240)]
-
-
-@contextlib.contextmanager
-def open_files_at_least(wanted: int) -> Iterator[None]:
-    """Raise the soft descriptor limit (children inherit it): the service holds two sockets per
-    page (the page's and Appwrite's), more than the usual default of 1,024 at a pod's cap."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        assert hard == resource.RLIM_INFINITY or hard >= wanted, f"hard RLIMIT_NOFILE {hard} < {wanted}"
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def peak_rss_bytes(pid: int) -> int:
-    """The process's high-water mark of resident memory (what a cgroup limit would have met)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 async def sessions(http: aiohttp.ClientSession, emulator_url: str) -> list[str]:

@@ -15,6 +15,7 @@ from appwrite_token_exchange.access.limits import AccessLimits
 from appwrite_token_exchange.appwrite.client import AppwriteClient, create_http_session, create_relay_session
 from appwrite_token_exchange.appwrite.guard import UpstreamGuard
 from appwrite_token_exchange.appwrite.version import AppwriteVersion
+from appwrite_token_exchange.edge.connection_limits import ConnectionLimits
 from appwrite_token_exchange.edge.health import Readiness, livez
 from appwrite_token_exchange.edge.middlewares import request_context, server_header
 from appwrite_token_exchange.exchange import issue_token
@@ -22,6 +23,7 @@ from appwrite_token_exchange.keys import (
     ACCESS_LIMITS,
     APPWRITE,
     APPWRITE_VERSION,
+    CONNECTION_LIMITS,
     FINGERPRINTER,
     HTTP,
     LIFECYCLE,
@@ -79,7 +81,15 @@ def create_app(settings: Settings) -> web.Application:
         settings.circuit_cooldown_seconds,
         on_state_change=metrics.set_circuit,
     )
-    app[READINESS_CHECKS] = {"circuit": app[UPSTREAM_GUARD].readiness, "relay": lambda: _relay_capacity(app)}
+    app[READINESS_CHECKS] = {
+        "circuit": app[UPSTREAM_GUARD].readiness,
+        "relay": lambda: _relay_capacity(app),
+        "edge": lambda: _edge_capacity(app),
+    }
+    edge = app[CONNECTION_LIMITS] = ConnectionLimits.from_settings(settings)
+    edge.on_refused = metrics.edge_refused
+    metrics.watch_edge(lambda: edge.connections, settings.max_connections,
+                       lambda: edge.request_bytes, settings.max_request_bytes_in_flight)
     app[RELAYS] = set()
     app[LIFECYCLE].on_drain.append(lambda: _close_relays(app))
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
@@ -177,6 +187,7 @@ async def _announce(app: web.Application) -> None:
         jwt_signature_checked=bool(settings.appwrite_jwt_secrets),
         tracing="on" if settings.tracing else "off",
         relay_capacity=settings.capacity.to_json() if settings.capacity else None,
+        edge_capacity=settings.capacity.edge.to_json() if settings.capacity else None,
     )
 
 
@@ -194,6 +205,17 @@ def _relay_capacity(app: web.Application) -> dict[str, object]:
         "sockets": app[RELAY_SLOTS].open,
         "bytesInFlight": app[RELAY_BUDGET].used,
         **(capacity.to_json() if capacity else {}),
+    }
+
+
+def _edge_capacity(app: web.Application) -> dict[str, object]:
+    """What the crowd at the edge holds against what it may (MAX_CONNECTIONS, MAX_REQUEST_BYTES_IN_FLIGHT)."""
+    edge, capacity = app[CONNECTION_LIMITS], app[SETTINGS].capacity
+    return {
+        "status": "ok",
+        "connections": edge.connections,
+        "requestBytesInFlight": edge.request_bytes,
+        **(capacity.edge.to_json() if capacity else {}),
     }
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from appwrite_token_exchange.appwrite.client import AppwriteClient
     from appwrite_token_exchange.appwrite.guard import UpstreamGuard
     from appwrite_token_exchange.appwrite.version import AppwriteVersion
+    from appwrite_token_exchange.edge.connection_limits import ConnectionLimits
     from appwrite_token_exchange.lifecycle import Lifecycle
     from appwrite_token_exchange.observability.log_once import LogOnce
     from appwrite_token_exchange.observability.metrics import Metrics
@@ -53,6 +54,8 @@ RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
 # Relayed-socket slots: the process cap and each client IP's, session's and user's share.
 RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
 RELAY_BUDGET: web.AppKey[ByteBudget] = web.AppKey("relay_budget")
+# What the crowd at the edge holds against its caps (connections, requests in flight).
+CONNECTION_LIMITS: web.AppKey[ConnectionLimits] = web.AppKey("connection_limits")
 # Whether the relay puts a page's channels into the upstream URL (servers 1.8.x and 1.9.0).
 RELAY_URL_CHANNELS: web.AppKey[UrlChannels] = web.AppKey("relay_url_channels")
 APPWRITE_VERSION: web.AppKey[AppwriteVersion] = web.AppKey("appwrite_version")

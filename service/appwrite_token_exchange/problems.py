@@ -44,6 +44,9 @@ PROBLEMS: dict[str, ProblemKind] = {
     "method_not_allowed": ProblemKind(405, "Method not allowed"),
     "body_too_large": ProblemKind(413, "Request body too large"),
     "service_draining": ProblemKind(503, "Service is shutting down"),
+    "too_many_connections": ProblemKind(429, "Too many connections"),
+    "too_many_requests_in_flight": ProblemKind(429, "Too many requests in flight"),
+    "server_busy": ProblemKind(503, "Server busy"),
     "internal_error": ProblemKind(500, "Internal error"),
 }
 
@@ -75,6 +78,18 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, object] | None = None,
 ) -> web.Response:
+    response = web.Response(
+        status=PROBLEMS[code].status,
+        body=problem_body(code, detail, extra),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+    # Errors about one user's credential must never be stored by a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def problem_body(code: str, detail: str, extra: Mapping[str, object] | None = None) -> bytes:
     kind = PROBLEMS[code]
     body: dict[str, object] = {
         "type": PROBLEM_TYPE_BASE + code,
@@ -84,15 +99,7 @@ def problem_response(
         "code": code,
         **(extra or {}),
     }
-    response = web.Response(
-        status=kind.status,
-        body=json.dumps(body).encode(),
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers=headers,
-    )
-    # Errors about one user's credential must never be stored by a shared cache.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return json.dumps(body).encode()
 
 
 def response_for(error: ProblemError) -> web.Response:

@@ -192,6 +192,24 @@ class Settings:
     max_request_header_bytes: int = setting(
         "MAX_REQUEST_HEADER_BYTES", "65536", "all header lines of one request together",
         integer(8 * 1024, 1024 * 1024))
+    # What the crowd at the edge may hold (edge/connection_limits.py): the global caps are sized to
+    # the memory limit, the per-client shares keep one client from taking them.
+    max_connections: int = setting(
+        "MAX_CONNECTIONS", "auto", "connections open at once, relayed sockets included",
+        auto_integer(16, 10_000_000),
+        shown="`auto`: the relay's sockets and 3% of the memory limit at 8 KiB each (20000 without one)")
+    max_request_bytes_in_flight: int = setting(
+        "MAX_REQUEST_BYTES_IN_FLIGHT", "auto",
+        "header and body bytes of the requests in flight together, at 4 KiB more per request",
+        auto_integer(256 * 1024, 64 * 1024 * 1024 * 1024),
+        shown="`auto`: 3% of the memory limit (64 MiB without one)")
+    max_connections_per_ip: int = setting(
+        "MAX_CONNECTIONS_PER_IP", "256", "connections one client IP may hold (not a trusted proxy)",
+        integer(1, 10_000_000))
+    max_requests_in_flight_per_ip: int = setting(
+        "MAX_REQUESTS_IN_FLIGHT_PER_IP", "32",
+        "requests one client IP may have in flight, from their first byte to their answer (not a trusted proxy)",
+        integer(1, 10_000_000))
     # IPv6 clients are limited per network of this prefix length (one host usually owns a /64).
     ipv6_prefix_length: int = setting(
         "IPV6_PREFIX_LENGTH", "64", "IPv6 clients share the per-IP limits per network of this prefix length",
@@ -208,10 +226,13 @@ class Settings:
     def __post_init__(self) -> None:
         if self.capacity is None:  # the caps left to `auto`, derived once
             capacity = plan(self.container_memory_limit, self.relay_max_sockets, self.relay_max_bytes_in_flight,
-                            tls=urlsplit(self.appwrite_endpoint).scheme == "https")
+                            tls=urlsplit(self.appwrite_endpoint).scheme == "https",
+                            max_connections=self.max_connections, max_request_bytes=self.max_request_bytes_in_flight)
             object.__setattr__(self, "capacity", capacity)
             object.__setattr__(self, "relay_max_sockets", capacity.max_sockets)
             object.__setattr__(self, "relay_max_bytes_in_flight", capacity.max_bytes_in_flight)
+            object.__setattr__(self, "max_connections", capacity.edge.max_connections)
+            object.__setattr__(self, "max_request_bytes_in_flight", capacity.edge.max_request_bytes)
 
     @property
     def jwt_url(self) -> str:

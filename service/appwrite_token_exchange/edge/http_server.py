@@ -15,6 +15,9 @@ None of this reaches an application middleware, so the bounds live in the HTTP p
   then 408 `request_timeout`). Both refusals travel aiohttp's own path for parse errors (an
   `HttpProcessingError` from the parser), so queueing, pipelining and closing stay aiohttp's.
   A body that stops arriving fails the handler's `await request.read()` with `request_timeout`.
+- It holds the crowd to the caps of edge/connection_limits.py: a connection past them is answered
+  at accept and closed, a request past them is refused like the two above (503 `server_busy`, 429
+  `too_many_connections` / `too_many_requests_in_flight`, with `Retry-After`).
 - `handle_error` answers every error aiohttp raises itself as problem+json, with an `X-Request-ID`,
   the app's `Server` (no version) and nothing of the request in it (a bad header line may be the
   Cookie header).
@@ -49,10 +52,24 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import HttpParser
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.web_protocol import _ErrInfo
 
+from appwrite_token_exchange.edge.connection_limits import (
+    MAX_LINGERING,
+    QUICK_REQUEST_BYTES,
+    RETRY_AFTER_SECONDS,
+    ConnectionLimits,
+)
 from appwrite_token_exchange.edge.middlewares import REQUEST_ID_HEADER, SERVER, new_request_id
+from appwrite_token_exchange.keys import CONNECTION_LIMITS
 from appwrite_token_exchange.observability.logs import AccessLogger
-from appwrite_token_exchange.problems import ProblemError, problem_response
+from appwrite_token_exchange.problems import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEMS,
+    ProblemError,
+    problem_body,
+    problem_response,
+)
 from appwrite_token_exchange.settings import Settings
 
 # aiohttp refuses header lines over 8190 bytes by default. Sites with many cookies send bigger Cookie
@@ -79,12 +96,31 @@ class RequestLimits:
         return cls(settings.request_read_timeout_seconds, settings.max_request_header_bytes)
 
 
-class RequestTimeout(HttpProcessingError):
+class Refusal(HttpProcessingError):
+    """A bound of this module, raised by `_refuse` (the parser's own errors are not these)."""
+
+
+class RequestTimeout(Refusal):
     code = 408
 
 
-class HeadersTooLarge(HttpProcessingError):
+class HeadersTooLarge(Refusal):
     code = 431
+
+
+class OverCap(Refusal):
+    """A request past one of the edge's caps (edge/connection_limits.py)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(code=PROBLEMS[problem].status, message=_CAP_DETAILS[problem])
+        self.problem = problem
+
+
+_CAP_DETAILS = {
+    "server_busy": "This replica holds as many connections and requests as its memory allows; retry shortly.",
+    "too_many_connections": "This client IP holds as many connections to this replica as it may.",
+    "too_many_requests_in_flight": "This client IP has as many requests in flight on this replica as it may.",
+}
 
 
 class _Phase(enum.Enum):
@@ -123,18 +159,26 @@ class BoundedRequestHandler(web.RequestHandler):
 
     # aiohttp's protocol has slots; without these a __dict__ (about 500 bytes) is added to every
     # connection, a relayed socket's for hours.
-    __slots__ = ("_answers", "_body", "_closing", "_deadline", "_header_bytes", "_last_bytes", "_limits", "_linger",
+    __slots__ = ("_answers", "_body", "_client", "_closing", "_connected", "_deadline", "_edge", "_header_bytes",
+                 "_held_bytes", "_in_flight", "_last_bytes", "_last_read", "_limits", "_linger", "_lingering",
                  "_peer_done", "_phase", "_refusal", "_requests")
 
-    def __init__(self, manager: web.Server, *, limits: RequestLimits, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, limits: RequestLimits, edge: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
+        self._edge = edge
+        self._client: str | None = None  # the per-client key of the peer (None: a trusted proxy)
+        self._connected = False  # counted as a connection
+        self._in_flight = False  # holding a request slot
+        self._held_bytes = 0  # bytes counted against the edge's budget
+        self._last_read = 0
+        self._lingering: asyncio.TimerHandle | None = None  # refused at accept, closing soon
         self._phase = _Phase.IDLE
         self._header_bytes = 0
         self._last_bytes = b""  # the end of what arrived last, to find an end of headers split in two
         self._body: StreamReader | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._refusal: HttpProcessingError | None = None
+        self._refusal: Refusal | None = None
         # Requests the parser has handed over, and answers finished: equal when nothing is in flight.
         self._requests = 0
         self._answers = 0
@@ -148,33 +192,88 @@ class BoundedRequestHandler(web.RequestHandler):
     def _feed(self, parser: Any, data: bytes) -> Any:
         if self._phase is _Phase.OFF:
             return _NOTHING
-        if self._refusal is not None:
-            self._refuse(self._refusal)
-        if data:
-            if self._phase in (_Phase.IDLE, _Phase.MAYBE):
-                self._start_request()
-            if self._phase is _Phase.HEADERS:
-                self._count_header_bytes(data)
-            self._last_bytes = (self._last_bytes + data)[-len(_END_OF_HEADERS) :]
         try:
+            if self._refusal is not None:
+                self._refuse(self._refusal)
+            if data:
+                self._admit(data)
             messages, upgraded, tail = parser.feed_data(data)
-        except HttpProcessingError:
-            self._stop()
-            self._requests += 1
-            raise
+        except HttpProcessingError as error:
+            if not isinstance(error, Refusal):  # the parser's own: _refuse did this for ours
+                self._stop()
+                self._requests += 1
+            # Handed to aiohttp as the parser's error message, as aiohttp itself does, but without
+            # the traceback: its frames hold the refused bytes (a header block, twice) until the
+            # refusal is answered, and a burst of refusals held 110 MiB.
+            error.__traceback__ = None
+            return [(_ErrInfo(status=400, exc=error, message=error.message), EMPTY_PAYLOAD)], False, b""
         self._requests += len(messages)
         if upgraded:
             self._stop()
+            self._request_done()  # a socket now: the relay counts it
         elif messages:
             self._header_bytes = 0
             self._on_request_received(messages[-1][1])
         return messages, upgraded, tail
 
-    def _start_request(self) -> None:
+    def _admit(self, data: bytes) -> None:
+        """Count what `data` adds to the request in flight; raise a refusal past a bound."""
+        quick = False
+        if self._phase in (_Phase.IDLE, _Phase.MAYBE):
+            quick = len(data) <= QUICK_REQUEST_BYTES and _END_OF_HEADERS in data
+            self._start_request(quick=quick)
+        self._count_bytes_in_flight(len(data), quick=quick)
+        if self._phase is _Phase.HEADERS:
+            self._count_header_bytes(data)
+        self._last_bytes = (self._last_bytes + data)[-len(_END_OF_HEADERS) :]
+
+    def _start_request(self, *, quick: bool) -> None:
         self._phase = _Phase.HEADERS
         self._header_bytes = 0
         self._last_bytes = b""
         self._arm(self._limits.read_timeout_seconds)
+        self._edge.arriving(self, self._evict)
+        if not self._in_flight:  # a pipelined request rides on the slot of the one before it
+            self._over_cap(self._edge.start_request(self._client, quick=quick))
+            self._in_flight = True
+
+    def _count_bytes_in_flight(self, count: int, *, quick: bool) -> None:
+        self._over_cap(self._edge.take_bytes(count, quick=quick))
+        self._held_bytes += count
+        self._last_read = count
+
+    def _over_cap(self, problem: str | None) -> None:
+        if problem is not None:
+            self._edge.on_refused(problem)
+            self._refuse(OverCap(problem))
+
+    def _request_done(self) -> None:
+        """Nothing in flight any more: the slot and the bytes given back, except, when the last read
+        may have carried the start of a next request, that read's bytes (the parser may hold them)."""
+        keep = self._last_read if self._phase is _Phase.MAYBE else 0
+        if self._in_flight:
+            self._in_flight = False
+            self._edge.end_request(self._client)
+        self._edge.give_bytes(self._held_bytes - keep)
+        self._held_bytes = keep
+        if self._connected and self._phase in (_Phase.IDLE, _Phase.MAYBE):
+            self._edge.idle(self, self._evict)
+
+    def _evict(self) -> None:
+        """Closed to make room at the connection cap (idle, or its request stalled): given back now."""
+        self._let_go()
+        self.force_close()
+
+    def _let_go(self) -> None:
+        """Everything this connection holds against the edge's caps, given back (once)."""
+        if not self._connected:
+            return
+        self._connected = False
+        self._edge.settled(self)
+        self._request_done()
+        self._edge.give_bytes(self._held_bytes)
+        self._held_bytes = 0
+        self._edge.disconnect(self._client)
 
     def _count_header_bytes(self, data: bytes) -> None:
         """Bytes of this request's header block in `data` (up to its end, if that is in `data`)."""
@@ -203,6 +302,7 @@ class BoundedRequestHandler(web.RequestHandler):
 
     def _request_complete(self, *, ends_here: bool) -> None:
         self._body = None
+        self._edge.settled(self)
         # A header block ends the read: nothing of a next request is waiting in the parser.
         if ends_here and self._last_bytes == _END_OF_HEADERS:
             self._phase = _Phase.IDLE
@@ -230,9 +330,10 @@ class BoundedRequestHandler(web.RequestHandler):
         self._phase = _Phase.OFF
         self._body = None
         self._disarm()
+        self._edge.settled(self)
 
-    def _refuse(self, refusal: HttpProcessingError) -> None:
-        """Raise a refusal into aiohttp, which answers it through handle_error and closes."""
+    def _refuse(self, refusal: Refusal) -> None:
+        """Raise a refusal; `_feed` hands it to aiohttp as the parser's error, answered by handle_error."""
         self._refusal = None
         self._stop()
         self._requests += 1
@@ -264,6 +365,37 @@ class BoundedRequestHandler(web.RequestHandler):
 
     # -- answering --------------------------------------------------------------------------------
 
+    # -- connections: counted, or refused at accept -----------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) and peer else None
+        self._client = self._edge.client_key(address)
+        problem = self._edge.connect(self._client)
+        if problem is None:
+            self._connected = True
+            super().connection_made(transport)
+            # A new connection must send its first byte within the read deadline, or be closed.
+            self._phase = _Phase.MAYBE
+            self._arm(self._limits.read_timeout_seconds)
+            self._edge.idle(self, self._evict)
+        else:
+            self._refuse_connection(cast(asyncio.Transport, transport), problem, address)
+
+    def _refuse_connection(self, transport: asyncio.Transport, problem: str, address: str | None) -> None:
+        """Answer before reading anything, then close: aiohttp never starts on this connection."""
+        self._close = True  # aiohttp's own flag: what arrives is dropped unread
+        self._phase = _Phase.OFF
+        self._edge.on_refused(problem)
+        _log.info("http.refused", code=problem, client_ip=self._client or address)
+        transport.write(_refusal_bytes(problem))
+        if self._edge.lingering >= MAX_LINGERING or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._edge.lingering += 1
+        self._lingering = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
     def close(self) -> None:
         self._closing = True
         super().close()
@@ -275,6 +407,11 @@ class BoundedRequestHandler(web.RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop()
         self._peer_is_done()
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
+            self._edge.lingering -= 1
+        self._let_go()
         super().connection_lost(exc)
 
     def _peer_is_done(self) -> None:
@@ -290,6 +427,8 @@ class BoundedRequestHandler(web.RequestHandler):
             finished = await super().finish_response(request, resp, start_time)
         finally:
             self._answers += 1
+            if self._in_flight and self._answers >= self._requests and self._phase not in (_Phase.HEADERS, _Phase.BODY):
+                self._request_done()
         if self._linger:
             await self._linger_before_closing()
         elif request.content.exception() is not None and not request.content.is_eof():
@@ -324,15 +463,27 @@ class BoundedRequestHandler(web.RequestHandler):
             _log.error("request.failed", error=type(exc).__name__ if exc else None, exc_info=exc)
         else:
             # The parser's message quotes the bytes it refused (maybe a Cookie header): never logged.
-            _log.info("http.refused", code=code, error=type(exc).__name__ if exc else None)
+            _log.info("http.refused", code=code, error=type(exc).__name__ if exc else None, client_ip=self._peer())
         headers = {REQUEST_ID_HEADER: new_request_id(), "X-Content-Type-Options": "nosniff", "Vary": "Origin",
                    "Server": SERVER}
+        if isinstance(exc, OverCap):
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         response = problem_response(code, detail, headers)
         response.force_close()
         self._linger = True
         return response
 
+    def _peer(self) -> str | None:
+        """What the refusal lines are counted by (observability/log_bounds.py): the client's key,
+        or the address of the proxy it came through."""
+        if self._client is not None or self.transport is None:
+            return self._client
+        peer = self.transport.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
     def _refusal_for(self, status: int, exc: BaseException | None) -> tuple[str, str]:
+        if isinstance(exc, OverCap):
+            return exc.problem, exc.message
         if isinstance(exc, RequestTimeout):
             return "request_timeout", exc.message
         if isinstance(exc, HeadersTooLarge):
@@ -344,26 +495,62 @@ class BoundedRequestHandler(web.RequestHandler):
         return "bad_request", "The request is not valid HTTP/1.1."
 
 
+def _refusal_bytes(problem: str) -> bytes:
+    """A whole HTTP/1.1 answer for a connection refused before its request was read."""
+    kind = PROBLEMS[problem]
+    body = problem_body(problem, _CAP_DETAILS[problem])
+    head = (
+        f"HTTP/1.1 {kind.status} {kind.title}\r\n"
+        f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Retry-After: {RETRY_AFTER_SECONDS}\r\n"
+        "Cache-Control: no-store\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        f"{REQUEST_ID_HEADER}: {new_request_id()}\r\n"
+        f"Server: {SERVER}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 class _BoundedServer(web.Server):
     """aiohttp's low-level server, making BoundedRequestHandler connections."""
 
     def __init__(
-        self, handler: Any, *, limits: RequestLimits, loop: asyncio.AbstractEventLoop, **kwargs: Any
+        self,
+        handler: Any,
+        *,
+        limits: RequestLimits,
+        edge: ConnectionLimits,
+        loop: asyncio.AbstractEventLoop,
+        **kwargs: Any,
     ) -> None:
         protocol_options = {k: v for k, v in kwargs.items() if k not in ("request_factory", "handler_cancellation")}
         super().__init__(handler, loop=loop, **kwargs)
         self._limits = limits
+        self._edge = edge
         self._protocol_loop = loop
         self._protocol_options = protocol_options
 
     def __call__(self) -> BoundedRequestHandler:
-        return BoundedRequestHandler(self, loop=self._protocol_loop, limits=self._limits, **self._protocol_options)
+        return BoundedRequestHandler(
+            self, loop=self._protocol_loop, limits=self._limits, edge=self._edge, **self._protocol_options
+        )
 
 
 class _BoundedAppRunner(web.AppRunner):
-    def __init__(self, app: web.Application, *, limits: RequestLimits, shutdown_timeout: float, **options: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        limits: RequestLimits,
+        edge: ConnectionLimits,
+        shutdown_timeout: float,
+        **options: Any,
+    ) -> None:
         super().__init__(app, shutdown_timeout=shutdown_timeout, **options)
         self._limits = limits
+        self._edge = edge
 
     async def _make_server(self) -> web.Server:
         # The app's startup, then aiohttp's own server for it: its handler, request factory and
@@ -376,16 +563,20 @@ class _BoundedAppRunner(web.AppRunner):
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             limits=self._limits,
+            edge=self._edge,
             loop=asyncio.get_running_loop(),
             **plain._kwargs,
         )
 
 
 def service_runner(app: web.Application, settings: Settings) -> web.AppRunner:
-    """The runner `token-exchange serve` and `token-exchange demo` serve the service with."""
+    """The runner `token-exchange serve` and `token-exchange demo` serve the service with: the app's
+    connection limits (create_app makes them, and /readyz and the metrics read them), or its own."""
+    edge = app.get(CONNECTION_LIMITS) or ConnectionLimits.from_settings(settings)
     return _BoundedAppRunner(
         app,
         limits=RequestLimits.from_settings(settings),
+        edge=edge,
         shutdown_timeout=settings.drain_timeout_seconds,
         access_log_class=AccessLogger,
         keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,

@@ -6,6 +6,7 @@ shared Prometheus (deploy/k8s/components/monitoring and deploy/grafana read them
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -77,6 +78,24 @@ class Metrics:
         self.relay_closes = Counter(
             "relay_closes", "Relayed sockets closed, by reason.", ["reason"], namespace=ns, registry=r
         )
+        # The HTTP edge's crowd against its caps (edge/connection_limits.py).
+        self.connections_open = Gauge(
+            "http_connections_open", "Client connections open now, relayed sockets included.", namespace=ns, registry=r
+        )
+        self.connections_max = Gauge(
+            "http_max_connections", "Connections this process accepts (MAX_CONNECTIONS).", namespace=ns, registry=r
+        )
+        self.request_bytes = Gauge(
+            "http_request_bytes_in_flight", "Bytes counted for the requests in flight (MAX_REQUEST_BYTES_IN_FLIGHT).",
+            namespace=ns, registry=r,
+        )
+        self.request_bytes_max = Gauge(
+            "http_max_request_bytes_in_flight", "The cap on http_request_bytes_in_flight.", namespace=ns, registry=r
+        )
+        self.edge_refusals = Counter(
+            "http_edge_refusals", "Connections and requests refused at the caps, by problem code.", ["code"],
+            namespace=ns, registry=r,
+        )
         # Hot-path label children, looked up once (the label sets are small and fixed).
         self._exchange_children: dict[str, Counter] = {}
         self._latency_children: dict[tuple[str, str], Histogram] = {}
@@ -108,6 +127,17 @@ class Metrics:
 
     def set_relay_limit(self, max_sockets: int) -> None:
         self.relay_max.set(max_sockets)
+
+    def watch_edge(
+        self, connections: Callable[[], float], max_connections: int, request_bytes: Callable[[], float], max_bytes: int
+    ) -> None:
+        self.connections_open.set_function(connections)
+        self.connections_max.set(max_connections)
+        self.request_bytes.set_function(request_bytes)
+        self.request_bytes_max.set(max_bytes)
+
+    def edge_refused(self, code: str) -> None:
+        self.edge_refusals.labels(code).inc()
 
     def set_circuit(self, state: int) -> None:
         """The circuit breaker's state as its gauge value (0 closed, 1 half-open, 2 open)."""
