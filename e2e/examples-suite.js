@@ -9,9 +9,10 @@
 // each file its own time budget, and a framework's dev server is started once per describe.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { installed, startExample } from './examples.js';
-import { connectedFrame, jwtOf, publishMarked, record, sleep, startBrowser, waitFor } from './support.js';
+import { connectedFrame, freePort, jwtOf, publishMarked, record, sleep, startBrowser, waitFor } from './support.js';
 
 const RELAY_REVALIDATE_SECONDS = 1;
 // The app server's API key variable, as each framework reads it (the apps inherit this process's environment).
@@ -81,6 +82,105 @@ async function eventArrives(page, app, userId) {
   assert.match(await item.locator('.event-name').innerText(), /^users\.\S+\.update\.prefs$/);
   assert.equal((await item.locator('.event-fields').innerText()).trim(), `marker: ${marker}`);
   assert.doesNotMatch(await text(page, '#events'), /[{"]/, 'no JSON dumped on the page');
+}
+
+// --- Origin checks on the state-changing routes ----------------------------------------------------
+
+const DEMO_USER = { email: 'demo@example.com', password: 'demo-password' };
+
+/**
+ * Each app's state-changing routes, as its page's forms send them: the sign-in with the demo
+ * user's credentials (so that only the Origin check stands between it and a session) and the
+ * sign-out. Next's sign-in is a server action: a multipart POST to the page, named by the
+ * `$ACTION_ID_…` field its form carries (public: any page can read it).
+ */
+const STATE_CHANGING_ROUTES = {
+  nuxt: async () => ({ signIn: { path: '/api/login', enctype: 'urlencoded', fields: DEMO_USER }, signOut: { path: '/api/logout' } }),
+  sveltekit: async () => ({ signIn: { path: '/?/signIn', enctype: 'urlencoded', fields: DEMO_USER }, signOut: { path: '/api/logout' } }),
+  next: async (appUrl) => {
+    const page = await (await fetch(appUrl, { signal: AbortSignal.timeout(60_000) })).text();
+    const action = page.match(/<form id="signin"[^>]*>\s*<input type="hidden" name="(\$ACTION_ID_\w+)"/)?.[1];
+    assert.ok(action, 'the sign-in form names its server action');
+    return { signIn: { path: '/', enctype: 'multipart', fields: { [action]: '', ...DEMO_USER } }, signOut: { path: '/api/logout' } };
+  },
+};
+
+/**
+ * What a request from elsewhere carries: another site's Origin, one that starts with the app's
+ * own (a prefix check would take it), a sandboxed page's `null`, and no Origin at all (with or
+ * without the browser's `Sec-Fetch-Site: cross-site`). Origins go without Sec-Fetch-Site, so the
+ * Origin comparison alone has to refuse them.
+ */
+const crossSiteCallers = (appUrl) => ({
+  'Origin: https://evil.example': { Origin: 'https://evil.example' },
+  [`Origin: ${appUrl}.evil.example`]: { Origin: `${appUrl}.evil.example` },
+  'Origin: null': { Origin: 'null' },
+  'no Origin, Sec-Fetch-Site: cross-site': { 'Sec-Fetch-Site': 'cross-site' },
+  'no Origin, no Sec-Fetch-Site': {},
+});
+
+/** What a browser on the app's own page sends: its Origin, or (with no Origin) Sec-Fetch-Site: same-origin. */
+const sameOriginCallers = (appUrl) => ({
+  [`Origin: ${appUrl}`]: { Origin: appUrl },
+  'no Origin, Sec-Fetch-Site: same-origin': { 'Sec-Fetch-Site': 'same-origin' },
+});
+
+/** POST to a route with exactly these headers (and the session cookie), redirects not followed. */
+async function postRoute(appUrl, { path, enctype, fields }, headers, session) {
+  let body;
+  if (enctype === 'urlencoded') body = new URLSearchParams(fields);
+  else if (enctype === 'multipart') {
+    body = new FormData();
+    for (const [key, value] of Object.entries(fields)) body.set(key, value);
+  }
+  const response = await fetch(`${appUrl}${path}`, {
+    method: 'POST',
+    // Accept as a browser's form post sends it: SvelteKit answers an action asked for JSON with 200, not its 303.
+    headers: { Accept: 'text/html', ...headers, ...(session && { Cookie: `a_session_demo=${session}` }) },
+    body,
+    redirect: 'manual',
+    signal: AbortSignal.timeout(60_000),
+  });
+  await response.arrayBuffer();
+  return response;
+}
+
+/** The session cookie a response sets (or clears): its value, or undefined when it sets none. */
+const setSession = (response) =>
+  response.headers.getSetCookie().find((line) => line.startsWith('a_session_demo='))?.split(';')[0].slice('a_session_demo='.length);
+
+/** The status of a token request with this session: 200 while the session lives in Appwrite. */
+const tokenStatus = async (app, session) =>
+  (
+    await fetch(`${app.serviceUrl}/v1/realtime/token`, {
+      method: 'POST',
+      headers: { 'X-CSRF': '1', Cookie: `a_session_demo=${session}` },
+      signal: AbortSignal.timeout(5_000),
+    })
+  ).status;
+
+/** Sign in through the app's own sign-in route, as its own page would; resolves with the session. */
+async function signInSameOrigin(app, routes) {
+  const response = await postRoute(app.appUrl, routes.signIn, { Origin: app.appUrl });
+  assert.equal(response.status, 303, 'signed in from the app\'s own origin');
+  const session = setSession(response);
+  assert.ok(session, 'with the session cookie');
+  return session;
+}
+
+/** A page on another site (127.0.0.1 is not localhost's site) with a form that posts to `route`. */
+async function startHostilePage(t, appUrl, { path, enctype, fields }) {
+  const inputs = Object.entries(fields)
+    .map(([name, value]) => `<input type="hidden" name="${name}" value="${value}">`)
+    .join('');
+  const type = enctype === 'multipart' ? 'multipart/form-data' : 'application/x-www-form-urlencoded';
+  const html = `<!doctype html><form id="csrf" method="post" action="${appUrl}${path}" enctype="${type}">${inputs}<button>Win a prize</button></form>`;
+  const server = createServer((request, response) => response.writeHead(200, { 'Content-Type': 'text/html' }).end(html));
+  const port = await freePort();
+  await new Promise((listening) => server.listen(port, '127.0.0.1', listening));
+  // Chromium keeps its connection open: close() alone would wait for it forever.
+  t.after(() => new Promise((closed) => server.close(closed).closeAllConnections()));
+  return `http://127.0.0.1:${port}/`;
 }
 
 /** Start the example with the app server's environment changed by `appEnv` (its dev server inherits ours). */
@@ -232,6 +332,57 @@ export function exampleSuite(name) {
       await sleep(2_500);
       assert.equal(seen.sockets.length, refused, 'the page stopped reconnecting');
       assert.deepEqual(pageErrors, []);
+    });
+
+    test('state-changing routes: a cross-site sign-in (another site, a look-alike origin, Origin null, no Origin) is refused with 403 and sets no session cookie', async () => {
+      const routes = await STATE_CHANGING_ROUTES[name](app.appUrl);
+      for (const [caller, headers] of Object.entries(crossSiteCallers(app.appUrl))) {
+        const response = await postRoute(app.appUrl, routes.signIn, headers);
+        assert.equal(response.status, 403, `sign-in from ${caller}`);
+        assert.equal(setSession(response), undefined, `sign-in from ${caller}: no session cookie`);
+      }
+    });
+
+    test('state-changing routes: a cross-site sign-out is refused with 403, leaves the cookie alone, and the session still works', async () => {
+      const routes = await STATE_CHANGING_ROUTES[name](app.appUrl);
+      const session = await signInSameOrigin(app, routes);
+      for (const [caller, headers] of Object.entries(crossSiteCallers(app.appUrl))) {
+        const response = await postRoute(app.appUrl, routes.signOut, headers, session);
+        assert.equal(response.status, 403, `sign-out from ${caller}`);
+        assert.equal(setSession(response), undefined, `sign-out from ${caller}: the cookie is not cleared`);
+      }
+      assert.equal(await tokenStatus(app, session), 200, 'the session still mints a token');
+      const signedOut = await postRoute(app.appUrl, routes.signOut, { Origin: app.appUrl }, session);
+      assert.equal(signedOut.status, 204);
+    });
+
+    test('state-changing routes: from the app\'s own origin (its Origin, or no Origin with Sec-Fetch-Site: same-origin) sign-in sets the cookie and sign-out ends the session', async () => {
+      const routes = await STATE_CHANGING_ROUTES[name](app.appUrl);
+      for (const [caller, headers] of Object.entries(sameOriginCallers(app.appUrl))) {
+        const signedIn = await postRoute(app.appUrl, routes.signIn, headers);
+        assert.equal(signedIn.status, 303, `sign-in from ${caller}`);
+        const session = setSession(signedIn);
+        assert.ok(session, `sign-in from ${caller}: the session cookie is set`);
+        assert.equal(await tokenStatus(app, session), 200, `sign-in from ${caller}: the session mints a token`);
+        const signedOut = await postRoute(app.appUrl, routes.signOut, headers, session);
+        assert.equal(signedOut.status, 204, `sign-out from ${caller}`);
+        assert.equal(setSession(signedOut), '', `sign-out from ${caller}: the cookie is cleared`);
+        assert.equal(await tokenStatus(app, session), 401, `sign-out from ${caller}: the session ended in Appwrite`);
+      }
+    });
+
+    test('state-changing routes, in Chromium: a form on another site\'s page that posts the sign-in (login CSRF) gets 403, and the browser keeps no session', async (t) => {
+      const routes = await STATE_CHANGING_ROUTES[name](app.appUrl);
+      const hostile = await startHostilePage(t, app.appUrl, routes.signIn);
+      const { browser, page } = await openPage(t);
+      await page.goto(hostile);
+      const [response] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === 'POST' && r.url().startsWith(app.appUrl), { timeout: 30_000 }),
+        page.locator('#csrf button').click(),
+      ]);
+      assert.equal(await response.request().headerValue('origin'), new URL(hostile).origin, 'Chromium sent the hostile page\'s Origin');
+      assert.equal(response.status(), 403);
+      assert.equal(await sessionCookie(browser, app.appUrl), undefined, 'no session cookie in the browser');
     });
   });
 
