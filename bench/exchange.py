@@ -39,6 +39,9 @@ def service_env(upstream_port: int, port: int, log_level: str, redis_url: str | 
         "RATE_LIMIT_IP": HUGE_LIMIT,
         "RATE_LIMIT_SESSION": HUGE_LIMIT,
         "RATE_LIMIT_USER": HUGE_LIMIT,
+        # One load generator stands in for many clients from one address.
+        "MAX_REQUESTS_IN_FLIGHT_PER_IP": "1000000",
+        "MAX_CONNECTIONS_PER_IP": "1000000",
     }
     if redis_url is not None:
         env |= {"REDIS_URL": redis_url, "STATE_HASH_KEY": STATE_HASH_KEY}

@@ -8,9 +8,12 @@ import json
 from typing import Any
 
 import pytest
+import structlog
 from appwrite_token_exchange.app import create_app
 from appwrite_token_exchange.edge.http_server import MAX_HEADER_BYTES
 from appwrite_token_exchange.observability.log_bounds import (
+    ALL_LINES_PER_WINDOW,
+    ALL_REFUSAL_BYTES_PER_WINDOW,
     LINES_PER_WINDOW,
     MAX_FIELD_CHARS,
     MAX_REFUSAL_LINE_BYTES,
@@ -134,7 +137,41 @@ def test_bounded_cuts_after_escaping_and_says_how_much() -> None:
 
 def test_the_sampler_keeps_a_bounded_number_of_clients() -> None:
     clock = Clock()
-    sampler = RefusalSampler(lines_per_window=1, max_clients=100, clock=clock)
+    sampler = RefusalSampler(lines_per_window=1, max_clients=100, clock=clock, all_lines_per_window=10_000)
     for n in range(1_000):
         sampler(None, "warning", {"event": "token.denied", "outcome": "origin_not_allowed", "client_ip": f"10.0.{n}"})
     assert sampler.tracked() == 100
+
+
+def test_a_crowd_of_addresses_writes_a_bounded_log_together() -> None:
+    """One refused line from each of 5,000 addresses: ALL_LINES_PER_WINDOW of them are written, the
+    rest counted in one `log.suppressed` line for the crowd (`*`) when the window ends."""
+    clock = Clock()
+    logs = logging_with(clock)
+    logger = structlog.get_logger(logger_name="audit")
+    for n in range(5_000):
+        logger.warning("token.denied", outcome="origin_not_allowed", client_ip=f"10.{n // 250}.{n % 250}.1")
+    written = logs.events("token.denied")
+    assert len(written) == ALL_LINES_PER_WINDOW
+    clock.now += WINDOW_SECONDS
+    logger.warning("token.denied", outcome="origin_not_allowed", client_ip="10.99.0.1")  # the next window
+    crowd = [line for line in logs.events("log.suppressed") if line["client_ip"] == "*"]
+    assert [line["suppressed"] for line in crowd] == [5_000 - ALL_LINES_PER_WINDOW]
+    assert len(logs.text.encode()) < ALL_REFUSAL_BYTES_PER_WINDOW + MAX_REFUSAL_LINE_BYTES
+
+
+async def test_access_lines_carry_the_client_ip_and_are_sampled_per_client(serve_big_headers: Any) -> None:
+    """A flood of requests no limit counts (a path that does not exist) writes LINES_PER_WINDOW access
+    lines for that client, and another client's lines still come through."""
+    clock = Clock()
+    logs = logging_with(clock)
+    client = await serve_big_headers(TRUSTED_PROXIES="127.0.0.1/32")
+    for _ in range(LINES_PER_WINDOW + 20):
+        assert (await client.get("/nowhere", headers=from_ip(ATTACKER))).status == 404
+    assert (await client.get("/livez", headers=from_ip(OTHER))).status == 200
+    lines = logs.events("http.request")
+    assert [line["client_ip"] for line in lines] == [ATTACKER] * LINES_PER_WINDOW + [OTHER]
+    clock.now += WINDOW_SECONDS
+    assert (await client.get("/livez", headers=from_ip(OTHER))).status == 200
+    reports = logs.events("log.suppressed")
+    assert [(line["client_ip"], line["suppressed"]) for line in reports] == [(ATTACKER, 20)]

@@ -110,6 +110,7 @@ def service_env(emulator_url: str, port: int, translated: bool) -> dict[str, str
         "RATE_LIMIT_IP": "off", "RATE_LIMIT_SESSION": "off", "RATE_LIMIT_USER": "off",
         "RELAY_MAX_SOCKETS_PER_IP": "1000000", "RELAY_MAX_SOCKETS_PER_SESSION": "1000000",
         "RELAY_MAX_SOCKETS_PER_USER": "1000000",
+        "MAX_CONNECTIONS_PER_IP": "1000000", "MAX_REQUESTS_IN_FLIGHT_PER_IP": "1000000",
     }
 
 

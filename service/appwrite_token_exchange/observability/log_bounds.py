@@ -9,13 +9,16 @@ escape sequence in many terminals), the line and paragraph separators and the bi
 overrides it keeps as they are, and the console renderer keeps everything.
 
 Refusals made before the IP limit is charged (a CSRF header missing, an Origin not allowed), the
-refusals of that limit itself and the HTTP server's own refusals cost the caller nothing, so the
-caller could write as many lines as it can send requests: 300 requests with a 32 KiB Origin made
-9.7 MB of log in 1.2 s, enough for the kubelet (10 MiB per container) to rotate the real audit
-lines away. Those lines are limited to LINES_PER_WINDOW per client IP per WINDOW_SECONDS; past it
-they are counted, and one `log.suppressed` line per client and window says how many were dropped.
+refusals of that limit itself, the HTTP server's own refusals and the access lines of requests no
+limit counts (a probe, a path that does not exist) cost the caller nothing, so the caller could
+write as many lines as it can send requests: 300 requests with a 32 KiB Origin made 9.7 MB of log
+in 1.2 s, enough for the kubelet (10 MiB per container) to rotate the real audit lines away. Those
+lines are limited to LINES_PER_WINDOW per client IP per WINDOW_SECONDS, and to ALL_LINES_PER_WINDOW
+for all clients together (a crowd of addresses); past either they are counted, and one
+`log.suppressed` line per client (`*` for the crowd's) and window says how many were dropped.
 With lines of at most MAX_REFUSAL_LINE_BYTES, one client writes at most REFUSAL_BYTES_PER_WINDOW of
-these lines a minute (the README's security section gives the figure).
+these lines a minute, and all clients together at most ALL_REFUSAL_BYTES_PER_WINDOW (the README's
+security section gives the figures).
 """
 
 from __future__ import annotations
@@ -43,12 +46,16 @@ MAX_CLIENTS = 10_000
 # line stays under this many bytes (tests/test_audit_bounds.py measures the longest one).
 MAX_REFUSAL_LINE_BYTES = 1_536
 REFUSAL_BYTES_PER_WINDOW = (LINES_PER_WINDOW + 1) * MAX_REFUSAL_LINE_BYTES  # 47,616 bytes: < 47 KiB
+ALL_LINES_PER_WINDOW = 600
+# Only clients with a line let through can have a `log.suppressed` line of their own, plus the crowd's.
+ALL_REFUSAL_BYTES_PER_WINDOW = (2 * ALL_LINES_PER_WINDOW + 1) * MAX_REFUSAL_LINE_BYTES  # 1,844,736 bytes: < 1.8 MiB
 
 # token.denied outcomes the IP limit does not charge: refused before it is asked, or by it.
 _UNCHARGED_OUTCOMES = frozenset({"csrf_header_missing", "origin_not_allowed", "rate_limited"})
-_UNCHARGED_EVENTS = frozenset({"http.refused", "request.body_unreadable"})
+_UNCHARGED_EVENTS = frozenset({"http.refused", "request.body_unreadable", "http.request"})
 SUPPRESSED_EVENT = "log.suppressed"
-_UNKNOWN_CLIENT = "unknown"  # the HTTP server's own refusals come before any client IP is known
+_UNKNOWN_CLIENT = "unknown"  # a line without a client IP
+_CROWD = "*"  # what the lines dropped past ALL_LINES_PER_WINDOW are reported under
 
 _log = structlog.get_logger(logger_name="audit")
 
@@ -102,7 +109,10 @@ class RefusalSampler:
         window_seconds: float = WINDOW_SECONDS,
         max_clients: int = MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
+        all_lines_per_window: int = ALL_LINES_PER_WINDOW,
     ) -> None:
+        self._all_lines_per_window = all_lines_per_window
+        self._all: _Window | None = None  # every client's lines together
         self._lines_per_window = lines_per_window
         self._window_seconds = window_seconds
         self._max_clients = max_clients
@@ -130,6 +140,10 @@ class RefusalSampler:
     def _close_ended(self, now: float) -> list[tuple[str, int]]:
         """Windows over (oldest first) forgotten, with the counts still to report."""
         ended = []
+        if self._all is not None and now - self._all.started >= self._window_seconds:
+            if self._all.suppressed:
+                ended.append((_CROWD, self._all.suppressed))
+            self._all = None
         while self._windows:
             client, window = next(iter(self._windows.items()))
             if now - window.started < self._window_seconds:
@@ -141,6 +155,14 @@ class RefusalSampler:
 
     def _admit(self, client: str, now: float, ended: list[tuple[str, int]]) -> bool:
         window = self._windows.get(client)
+        if window is not None and window.lines >= self._lines_per_window:
+            window.suppressed += 1
+            return False
+        crowd = self._all = self._all or _Window(now)
+        if crowd.lines >= self._all_lines_per_window:
+            crowd.suppressed += 1
+            return False
+        crowd.lines += 1
         if window is None:
             if len(self._windows) >= self._max_clients:
                 # The oldest is forgotten early (bounded memory first); its count is reported now.
@@ -148,11 +170,8 @@ class RefusalSampler:
                 if oldest.suppressed:
                     ended.append((evicted, oldest.suppressed))
             window = self._windows[client] = _Window(now)
-        if window.lines < self._lines_per_window:
-            window.lines += 1
-            return True
-        window.suppressed += 1
-        return False
+        window.lines += 1
+        return True
 
     def _report(self, client: str, count: int) -> None:
         _log.warning(

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from appwrite_token_exchange.keys import CLIENT_IP
 from appwrite_token_exchange.observability.log_bounds import RefusalSampler, bound_fields
 from appwrite_token_exchange.observability.log_writer import BackgroundWriter, TextAdapter
 from appwrite_token_exchange.paths import TOKEN_PATH
@@ -117,6 +118,7 @@ class AccessLogger(AbstractAccessLogger):
             return
         _access.info(
             "http.request",
+            client_ip=request.get(CLIENT_IP, request.remote),
             method=request.method,
             path=request.rel_url.path,
             status=response.status,
