@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from appwrite_token_exchange.appwrite.version import AppwriteVersion
-from appwrite_token_exchange.relay.translate import VERSION_CACHE_SECONDS, VERSION_FAILURE_SECONDS, UrlChannels
+from appwrite_token_exchange.appwrite.version import AppwriteVersion, at_least
+from appwrite_token_exchange.relay.translate import (
+    VERSION_CACHE_SECONDS,
+    VERSION_FAILURE_SECONDS,
+    UrlChannels,
+    needs_channels_in_url,
+)
 from appwrite_token_exchange.settings import Settings
 
 
@@ -137,3 +143,41 @@ async def test_concurrent_callers_share_one_probe_and_a_short_wait_does_not_canc
         assert await asyncio.gather(*relays) == ["1.9.6"] * 5
         assert fake.asked == 1
     await server.close()
+
+
+@pytest.mark.parametrize(
+    ("version", "translated"),
+    [
+        ("1.8.1", True),
+        ("1.9.0", True),
+        ("1.9.5-rc.1", True),  # a release candidate is older than its release
+        ("1.9.5-RC2", True),
+        ("1.9.5", False),  # the first release that reads subscribe frames
+        ("1.9.6", False),
+        ("1.9.6-rc.1", False),
+        ("1.10.0", False),  # numbers, not text: 1.10 is newer than 1.9
+        ("2.0.0", False),
+        ("2.2.0", False),
+        ("2.2.0+build.7", False),
+        ("cl-1.9.6-cl.2026.08", False),  # a Cloud build of 1.9.6
+        ("cl-1.9.0-x", True),
+        (" 1.9.6\n", False),
+        ("", True),  # unknown or unreadable: translated, which works against every server
+        (None, True),
+        ("latest", True),
+        ("v1.9.6", True),
+        ("1.9", True),
+        ("1.9.6.1", True),
+        ("11.9.6x", True),
+    ],
+)
+def test_which_versions_are_translated(version: str | None, translated: bool) -> None:
+    assert needs_channels_in_url(version) is translated
+
+
+def test_at_least_reads_every_spelling() -> None:
+    assert at_least("2.2.0", (2, 2, 0)) is True
+    assert at_least("2.2.0-rc.1", (2, 2, 0)) is False
+    assert at_least("cl-2.2.0-7", (2, 2, 0)) is True
+    assert at_least("2.1.9", (2, 2, 0)) is False
+    assert at_least("nonsense", (1, 0, 0)) is None

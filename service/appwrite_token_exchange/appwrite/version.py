@@ -1,16 +1,37 @@
 """Appwrite's version (`GET /v1/health/version`): asked when needed, kept, and shared by /readyz
-and the relay, so each caller says how old an answer it accepts instead of keeping its own copy."""
+and the relay, so each caller says how old an answer it accepts instead of keeping its own copy;
+and what a version string means.
+
+Appwrite spells its versions as released (`1.9.6`, `2.2.0`), as a release candidate of one
+(`1.9.5-rc.1`: older than `1.9.5`, as in SemVer), or as a build of its Cloud line (`cl-1.9.6-...`:
+the Cloud build of that version). `at_least` reads all three.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Callable
 
 import aiohttp
 
 from appwrite_token_exchange.appwrite.client import probe_version
+
+Release = tuple[int, int, int]
+_VERSION = re.compile(r"(?P<cloud>cl-)?(?P<release>\d+\.\d+\.\d+)(?P<suffix>-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
+
+
+def at_least(version: str | None, release: Release) -> bool | None:
+    """Whether Appwrite `version` is `release` or newer; None when `version` is not one Appwrite
+    spells (or unknown). A release candidate is older than its release; a Cloud build is its release."""
+    found = _VERSION.fullmatch((version or "").strip())
+    if found is None:
+        return None
+    major, minor, patch = (int(part) for part in found["release"].split("."))
+    candidate = found["suffix"] is not None and found["cloud"] is None
+    return (major, minor, patch) > release or ((major, minor, patch) == release and not candidate)
 
 
 class AppwriteVersion:

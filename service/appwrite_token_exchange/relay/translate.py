@@ -57,7 +57,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from appwrite_token_exchange.appwrite.version import AppwriteVersion
+from appwrite_token_exchange.appwrite.version import AppwriteVersion, at_least
 from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.relay.policy import FORMAT_INVALID, POLICY_VIOLATION, Handshake, screen_frame, upstream_url
@@ -69,10 +69,10 @@ from appwrite_token_exchange.settings import Settings
 # The upstream socket before the page subscribes: every signed-in user may listen on `account`,
 # and its `connected` frame carries the user the page is told about.
 BOOTSTRAP_CHANNELS = ("account",)
-# The first server version known to read `subscribe` frames and accept a URL without channels.
-# Versions between 1.9.0 and 1.9.6 were not checked, so they are translated too: translation works
-# against every server, skipping it only where it is known to be unneeded.
-FIRST_FRAME_SUBSCRIBING_VERSION = (1, 9, 6)
+# The first server version that reads `subscribe` frames and accepts a URL without channels (tag
+# 1.9.5: message-based subscribe; there are no tags 1.9.1-1.9.4). Older ones are translated, and so
+# is a version that cannot be read: translation works against every server.
+FIRST_FRAME_SUBSCRIBING_RELEASE = (1, 9, 5)
 # A version answer is trusted this long, so an upgraded Appwrite is noticed without a restart (an
 # older answer still serves while it is asked again).
 VERSION_CACHE_SECONDS = 300.0
@@ -94,17 +94,12 @@ _MAX_MARKS = 4096
 _clock = time.monotonic
 _pause = asyncio.sleep
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
 def needs_channels_in_url(version: str | None) -> bool:
     """Whether a server of this version refuses sockets without channels in the URL; an unknown or
     unreadable version is treated as one that does (the translation works everywhere)."""
-    found = _VERSION.match(version or "")
-    if found is None:
-        return True
-    major, minor, patch = (int(part) for part in found.groups())
-    return (major, minor, patch) < FIRST_FRAME_SUBSCRIBING_VERSION
+    return not at_least(version, FIRST_FRAME_SUBSCRIBING_RELEASE)
 
 
 class UrlChannels:
