@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from appwrite_token_exchange.emulator.keys import RECORDER
+from appwrite_token_exchange.emulator.keys import EMULATOR_CONFIG, RECORDER
 
 from tests.support.processes import free_port
 from tests.support.redis_cluster import redis_cluster
@@ -96,7 +96,8 @@ async def check_config(*args: str, **env: str) -> Run:
 
 
 @pytest.mark.parametrize(("mode", "version", "relay"), [
-    ("cloud", "1.9.6", "auto: Appwrite 1.9.6 reads subscribe frames, so sockets pass through unchanged"),
+    ("cloud", "2.2.0", "auto: Appwrite 2.2.0 reads subscribe frames, so sockets pass through unchanged"),
+    ("1.9.5", "1.9.5", "auto: Appwrite 1.9.5 reads subscribe frames, so sockets pass through unchanged"),
     ("1.9.0", "1.9.0", "auto: Appwrite 1.9.0 takes channels only in the URL, so the relay puts them there"),
 ])
 async def test_all_good_against_the_emulator(emulator_factory, mode: str, version: str, relay: str) -> None:
@@ -131,7 +132,7 @@ async def test_json_report(emulator: Emulator) -> None:
         "settings": "ok", "redis": "skipped", "appwrite": "ok", "project": "ok", "token mint": "skipped",
         "jwt secret": "skipped",
     }
-    assert report["service"]["appwrite"].endswith("version 1.9.6")
+    assert report["service"]["appwrite"].endswith(f"version {emulator.app[EMULATOR_CONFIG].version}")
 
 
 # --- settings: the same refusal as serve -------------------------------------------------------
@@ -215,7 +216,7 @@ async def test_a_wrong_project_is_reported(emulator: Emulator) -> None:
     _, _, cookie = emulator.signed_in_user()
     run = await check_config(**base_env(emulator, APPWRITE_PROJECT_ID="otherproject", CHECK_SESSION=cookie))
     assert run.code == 1
-    assert run.check("appwrite") == f"ok appwrite Appwrite 1.9.6 answers at {emulator.endpoint}"
+    assert run.check("appwrite") == f"ok appwrite Appwrite {emulator.app[EMULATOR_CONFIG].version} answers at {emulator.endpoint}"
     assert run.check("project") == (f"FAILED project APPWRITE_PROJECT_ID 'otherproject' is not a project at "
                                     f"APPWRITE_ENDPOINT {emulator.endpoint}: correct one of them.")
     assert run.check("token mint") == "skipped token mint not checked: the project is not usable"

@@ -14,7 +14,15 @@ from tests.support.service import COOKIE, PROJECT, exchange
 
 # mode (one per Appwrite ref the emulator plays) -> does the Realtime handshake accept ?jwt=
 # (what a browser can send)?
-JWT_REALTIME = {"main": True, "cl-1.9.6": True, "1.9.6": False, "1.9.0": False, "1.8.1": False}
+JWT_REALTIME = {
+    "main": True,
+    "2.2.0": True,
+    "cl-1.9.6": True,
+    "1.9.6": False,
+    "1.9.5": False,
+    "1.9.0": False,
+    "1.8.1": False,
+}
 
 
 async def _connected_user(url: str) -> object:
@@ -58,7 +66,9 @@ async def _publish(emulator: object, user_id: str) -> None:
 
 
 @pytest.mark.parametrize("mode", sorted(JWT_REALTIME))
-async def test_relay_with_subscribe_frames_against_each_server_generation(emulator_factory, service_factory, mode) -> None:
+async def test_relay_with_subscribe_frames_against_each_server_generation(
+    emulator_factory, service_factory, mode
+) -> None:
     """What web SDK >= 25 does: `?project=` only, then a `subscribe` frame; events must carry the
     page's subscription id (1.8.x and 1.9.0 themselves refuse such a socket: "Missing channels")."""
     emulator = await emulator_factory(mode=mode)

@@ -44,7 +44,7 @@ async def test_account_through_a_jwt_and_as_a_guest(emu: Emu) -> None:
     # Logging out turns the still-unexpired JWT into a guest, not an error.
     emu.state.delete_session(session_id)
     after = await emu.client.get("/v1/account", headers=emu.headers(X_Appwrite_JWT=token))
-    await assert_error(after, 401, "general_unauthorized_scope")
+    await assert_error(after, 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ async def test_account_through_a_jwt_and_as_a_guest(emu: Emu) -> None:
 )
 async def test_bad_jwts_are_invalid(emu: Emu, token: str, message: str) -> None:
     response = await emu.client.get("/v1/account", headers=emu.headers(X_Appwrite_JWT=token))
-    body = await assert_error(response, 401, "user_jwt_invalid")
+    body = await assert_error(response, 401, "user_jwt_invalid", version=emu.config.version)
     assert body["message"] == f"Failed to verify JWT. {message}"
 
 
@@ -69,7 +69,7 @@ async def test_a_jwt_expires_at_exp_with_no_leeway(emu: Emu) -> None:
     assert (await emu.client.get("/v1/account", headers=emu.headers(X_Appwrite_JWT=token))).status == 200
     emu.clock.advance(1)
     response = await emu.client.get("/v1/account", headers=emu.headers(X_Appwrite_JWT=token))
-    await assert_error(response, 401, "user_jwt_invalid")
+    await assert_error(response, 401, "user_jwt_invalid", version=emu.config.version)
 
 
 async def test_credentials_are_found_in_appwrites_order(emu: Emu) -> None:
@@ -92,7 +92,7 @@ async def test_credentials_are_found_in_appwrites_order(emu: Emu) -> None:
         "/v1/account",
         headers={"X-Appwrite-Project": PROJECT, "Cookie": f"{cookie_name}={stale}", "X-Appwrite-Session": cookie},
     )
-    await assert_error(shadowed, 401, "general_unauthorized_scope")
+    await assert_error(shadowed, 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def test_percent_encoding_is_undone_in_cookies_only(emu: Emu) -> None:
@@ -103,14 +103,17 @@ async def test_percent_encoding_is_undone_in_cookies_only(emu: Emu) -> None:
     as_cookie = await emu.client.get("/v1/account", headers=emu.headers(Cookie=f"a_session_{PROJECT}={encoded}"))
     assert (await as_cookie.json())["$id"] == user.id
     await assert_error(
-        await emu.client.get("/v1/account", headers=emu.headers(encoded)), 401, "general_unauthorized_scope"
+        await emu.client.get("/v1/account", headers=emu.headers(encoded)),
+        401,
+        "general_unauthorized_scope",
+        version=emu.config.version,
     )
 
 
 async def test_a_cookie_for_another_project_is_ignored(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     response = await emu.client.get("/v1/account", headers=emu.headers(Cookie=f"a_session_other={cookie}"))
-    await assert_error(response, 401, "general_unauthorized_scope")
+    await assert_error(response, 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def test_current_session_hides_its_secret(emu: Emu) -> None:
@@ -126,7 +129,7 @@ async def test_current_session_through_a_jwt_is_not_found(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     token = (await (await emu.mint(cookie)).json())["jwt"]
     response = await emu.client.get("/v1/account/sessions/current", headers=emu.headers(X_Appwrite_JWT=token))
-    await assert_error(response, 404, "user_session_not_found")
+    await assert_error(response, 404, "user_session_not_found", version=emu.config.version)
 
 
 async def test_logout_ends_the_session_and_expires_the_cookies(emu: Emu) -> None:
@@ -141,7 +144,7 @@ async def test_logout_ends_the_session_and_expires_the_cookies(emu: Emu) -> None
     assert cookies[f"a_session_{PROJECT}"].value == "deleted"
     assert cookies[f"a_session_{PROJECT}"]["max-age"] == "0"
     assert session_id not in emu.state.sessions
-    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope")
+    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def test_logout_by_id_only_for_ones_own_sessions(emu: Emu) -> None:
@@ -149,7 +152,7 @@ async def test_logout_by_id_only_for_ones_own_sessions(emu: Emu) -> None:
     other_session, _ = emu.state.create_session(user.id)
     _, stranger_session, _ = emu.signed_in("eve@example.com")
     refused = await emu.client.delete(f"/v1/account/sessions/{stranger_session}", headers=emu.headers(cookie))
-    await assert_error(refused, 404, "user_session_not_found")
+    await assert_error(refused, 404, "user_session_not_found", version=emu.config.version)
     assert stranger_session in emu.state.sessions
     response = await emu.client.delete(f"/v1/account/sessions/{other_session}", headers=emu.headers(cookie))
     assert response.status == 204
@@ -209,7 +212,7 @@ async def test_email_login_with_an_api_key_returns_the_secret(emu: Emu) -> None:
 async def test_email_login_refusals(emu: Emu, body: dict[str, str], status: int, type_: str) -> None:
     emu.state.create_user("ada@example.com", "password-123")
     response = await emu.client.post("/v1/account/sessions/email", json=body, headers=emu.headers())
-    await assert_error(response, status, type_)
+    await assert_error(response, status, type_, version=emu.config.version)
     assert "Set-Cookie" not in response.headers
 
 
@@ -221,20 +224,21 @@ async def test_a_blocked_user_cannot_log_in(emu: Emu) -> None:
         json={"email": "ada@example.com", "password": "password-123"},
         headers=emu.headers(),
     )
-    await assert_error(response, 403, "user_blocked")
+    await assert_error(response, 403, "user_blocked", version=emu.config.version)
 
 
 async def test_version(emu: Emu) -> None:
+    """The default mode is `cloud`, which is the 2.x line now."""
     response = await emu.client.get("/v1/health/version")
-    assert await response.json() == {"version": "1.9.6"}
+    assert await response.json() == {"version": "2.2.0"}
     wrong_project = await emu.client.get("/v1/health/version", headers={"X-Appwrite-Project": "nope"})
-    await assert_error(wrong_project, 404, "project_not_found")
+    await assert_error(wrong_project, 404, "project_not_found", version=emu.config.version)
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/nothing/here"), ("PATCH", "/v1/account/jwts")])
 async def test_unknown_routes_answer_like_appwrite(emu: Emu, method: str, path: str) -> None:
     response = await emu.client.request(method, path, headers=emu.headers())
-    await assert_error(response, 404, "general_route_not_found")
+    await assert_error(response, 404, "general_route_not_found", version=emu.config.version)
 
 
 async def test_the_python_sdk_reads_every_answer(emu: Emu) -> None:

@@ -2,7 +2,10 @@
 
 Source: appwrite/appwrite `tests/e2e/Services/Realtime/*.php` on the tags 1.8.1, 1.9.0, 1.9.6,
 cl-1.9.6-1 and `main`. A test runs in every emulator mode whose server has that Appwrite test (or,
-where a later tag changed an assertion, with that tag's expectation). Only the assertions are
+where a later tag changed an assertion, with that tag's expectation). The 2.x source is not read:
+`2.2.0` runs `main`'s tests. 1.9.5's tests are not read either: it runs 1.9.6's frame-subscribing
+tests, since tag 1.9.5 has message-based subscribe (`Realtime/Message/Handlers/Subscribe.php`), but
+not the `?jwt=` ones (PR #12664 is Cloud, `main` and 2.x only). Only the assertions are
 ported; the code is ours. Appwrite's suite runs with `_APP_DOMAIN=localhost` and sends
 `Origin: http://localhost`, so every socket here does too, with `localhost` registered as a Web
 platform (the Cloud line does not trust `localhost` by itself).
@@ -24,10 +27,10 @@ from appwrite_token_exchange.emulator.models import account_model
 
 from tests.support.emulator_client import PROJECT, Emu, EmuFactory
 
-ALL = ("main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1")
-SINCE_1_9_0 = ("main", "cl-1.9.6", "1.9.6", "1.9.0")
-SINCE_1_9_6 = ("main", "cl-1.9.6", "1.9.6")
-WITH_JWT_QUERY = ("main", "cl-1.9.6")
+ALL = ("main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5", "1.9.0", "1.8.1")
+SINCE_1_9_0 = ("main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5", "1.9.0")
+SINCE_1_9_5 = ("main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5")
+WITH_JWT_QUERY = ("main", "2.2.0", "cl-1.9.6")
 ORIGIN = {"Origin": "http://localhost"}
 BASE = "RealtimeBase.php"
 CUSTOM = "RealtimeCustomClientTest.php"
@@ -147,7 +150,7 @@ async def test_connection_failure_missing_channels(emu_factory: EmuFactory, mode
     await assert_disconnected(ws)
 
 
-@ported(BASE, "testConnectionSuccessMissingChannels", SINCE_1_9_6)
+@ported(BASE, "testConnectionSuccessMissingChannels", SINCE_1_9_5)
 async def test_connection_success_missing_channels(emu_factory: EmuFactory, mode: str) -> None:
     emu = await start(emu_factory, mode)
     payload = await receive(await socket(emu, []))
@@ -248,8 +251,9 @@ async def test_manual_authentication(emu_factory: EmuFactory, mode: str) -> None
     response = await send(ws, {"type": "authentication", "data": {"session": "invalid_session"}})
     assert response == {"type": "error", "data": {"code": 1003, "message": "Session is not valid."}}
 
-    # 1.9.6 moved frames to a dispatcher that names the missing parameter.
-    expected = "Payload is not valid. Session is required" if mode in SINCE_1_9_6 else "Payload is not valid."
+    # 1.9.5 moved frames to a dispatcher (Realtime/Message/Handlers) that names the missing
+    # parameter; read at 1.9.6, inferred for 1.9.5.
+    expected = "Payload is not valid. Session is required" if mode in SINCE_1_9_5 else "Payload is not valid."
     response = await send(ws, {"type": "authentication", "data": {}})
     assert response == {"type": "error", "data": {"code": 1003, "message": expected}}
 
@@ -338,7 +342,7 @@ async def test_invalid_query_should_not_subscribe_url(emu_factory: EmuFactory, m
         await ws.close()
 
 
-@ported(MESSAGE, "testProjectChannelWithHeaderOnly", SINCE_1_9_6)
+@ported(MESSAGE, "testProjectChannelWithHeaderOnly", SINCE_1_9_5)
 async def test_project_channel_with_header_only(emu_factory: EmuFactory, mode: str) -> None:
     """Also RealtimeCustomClientQueryTest.php::testProjectChannelWithHeaderOnly (same assertions)."""
     emu = await start(emu_factory, mode)
@@ -355,7 +359,7 @@ async def test_project_channel_with_header_only(emu_factory: EmuFactory, mode: s
 # --- RealtimeCustomClientQueryTestWithMessage.php (subscribe / unsubscribe frames) --------------
 
 
-@ported(MESSAGE, "testInvalidQueryShouldNotSubscribe", SINCE_1_9_6)
+@ported(MESSAGE, "testInvalidQueryShouldNotSubscribe", SINCE_1_9_5)
 async def test_invalid_query_should_not_subscribe_message(emu_factory: EmuFactory, mode: str) -> None:
     emu = await start(emu_factory, mode)
     _, _, cookie = emu.signed_in()
@@ -389,7 +393,7 @@ async def test_connection_jwt_then_subscribe(emu_factory: EmuFactory, mode: str)
     await assert_disconnected(ws)
 
 
-@ported(MESSAGE, "testSubscribeMessageUpsertCreateAndEdgeCases", SINCE_1_9_6)
+@ported(MESSAGE, "testSubscribeMessageUpsertCreateAndEdgeCases", SINCE_1_9_5)
 async def test_subscribe_message_upsert_create_and_edge_cases(emu_factory: EmuFactory, mode: str) -> None:
     emu = await start(emu_factory, mode)
     _, _, cookie = emu.signed_in()
@@ -447,7 +451,7 @@ async def test_subscribe_message_upsert_create_and_edge_cases(emu_factory: EmuFa
     assert empty["data"]["subscriptions"][0]["subscriptionId"] == initial_id
 
 
-@ported(MESSAGE, "testUpdateSubscriptionAndEdgeCases", SINCE_1_9_6)
+@ported(MESSAGE, "testUpdateSubscriptionAndEdgeCases", SINCE_1_9_5)
 async def test_update_subscription_and_edge_cases(emu_factory: EmuFactory, mode: str) -> None:
     emu = await start(emu_factory, mode)
     user, _, cookie = emu.signed_in()
@@ -501,7 +505,7 @@ async def test_update_subscription_and_edge_cases(emu_factory: EmuFactory, mode:
     assert await event_subscriptions() == sorted([sub_a, sub_b, ghost])
 
 
-@ported(MESSAGE, "testUnsubscribeRemovesOnlyMatchingSubscription", SINCE_1_9_6)
+@ported(MESSAGE, "testUnsubscribeRemovesOnlyMatchingSubscription", SINCE_1_9_5)
 async def test_unsubscribe_removes_only_matching_subscription(emu_factory: EmuFactory, mode: str) -> None:
     emu = await start(emu_factory, mode)
     user, _, cookie = emu.signed_in()

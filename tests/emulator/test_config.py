@@ -9,7 +9,7 @@ from appwrite_token_exchange.emulator.config import DEFAULT_API_KEY, DEFAULT_JWT
 
 def test_defaults_are_a_working_cloud_project() -> None:
     config = EmulatorConfig()
-    assert (config.project_id, config.mode, config.server, config.version) == ("demo", "cloud", "cl-1.9.6", "1.9.6")
+    assert (config.project_id, config.mode, config.server, config.version) == ("demo", "cloud", "2.2.0", "2.2.0")
     assert (config.jwt_secret, config.api_key) == (DEFAULT_JWT_SECRET, DEFAULT_API_KEY)
     assert len(config.jwt_secret.encode()) >= 32  # long enough for HS256 without warnings
     assert config.jwt_rate_limit is None
@@ -20,10 +20,13 @@ def test_defaults_are_a_working_cloud_project() -> None:
     ("mode", "version", "limit", "duration", "jwt_query", "subscriptions"),
     [
         ("main", "1.9.6", (120, 60), True, True, True),
+        ("2.2.0", "2.2.0", (120, 60), True, True, True),
+        ("2.x", "2.2.0", (120, 60), True, True, True),
+        ("cloud", "2.2.0", (120, 60), True, True, True),
         ("cl-1.9.6", "1.9.6", (120, 60), True, True, True),
-        ("cloud", "1.9.6", (120, 60), True, True, True),
         ("1.9.6", "1.9.6", (120, 60), True, False, True),
         ("1.9", "1.9.6", (120, 60), True, False, True),
+        ("1.9.5", "1.9.5", (120, 60), True, False, True),
         ("1.9.0", "1.9.0", (120, 60), True, False, False),
         ("1.8.1", "1.8.1", (100, 3600), False, False, False),
         ("1.8", "1.8.1", (100, 3600), False, False, False),
@@ -44,10 +47,13 @@ def test_mode_facts(
     ("mode", "server", "denies_jwt_minting", "needs_unexpired", "refuses_both", "blocked", "url_channels", "presence"),
     [
         ("main", "main", True, True, True, 403, False, True),
+        ("2.2.0", "2.2.0", True, True, True, 403, False, True),
+        ("2.x", "2.2.0", True, True, True, 403, False, True),
+        ("cloud", "2.2.0", True, True, True, 403, False, True),
         ("cl-1.9.6", "cl-1.9.6", False, False, True, 403, False, True),
-        ("cloud", "cl-1.9.6", False, False, True, 403, False, True),
         ("1.9.6", "1.9.6", False, False, True, 403, False, True),
         ("1.9", "1.9.6", False, False, True, 403, False, True),
+        ("1.9.5", "1.9.5", False, False, True, 403, False, True),
         ("1.9.0", "1.9.0", False, False, True, 403, True, False),
         ("1.8.1", "1.8.1", False, False, False, 401, True, False),
         ("1.8", "1.8.1", False, False, False, 401, True, False),
@@ -154,3 +160,36 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
 def test_a_bad_variable_is_named(variable: str, value: str) -> None:
     with pytest.raises(ValueError, match=variable):
         EmulatorConfig.from_env({variable: value})
+
+
+# Every Realtime flag per server: (?jwt=, subscribe frames, URL channels required, presence,
+# account.<action> channels, subscription IDs, loopback aliases, localhost Origin, tauri://).
+REALTIME_FLAGS = {
+    "main": (True, True, False, True, True, True, True, True, True),
+    "2.2.0": (True, True, False, True, True, True, True, True, True),
+    "cl-1.9.6": (True, True, False, True, True, True, False, False, True),
+    "1.9.6": (False, True, False, True, True, True, False, True, True),
+    "1.9.5": (False, True, False, True, True, True, False, True, True),
+    "1.9.0": (False, False, True, False, False, True, False, True, True),
+    "1.8.1": (False, False, True, False, False, False, False, True, False),
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_realtime_flags(server: str) -> None:
+    config = EmulatorConfig(mode=server)  # type: ignore[arg-type]
+    assert (
+        config.realtime_reads_jwt_query,
+        config.message_subscriptions,
+        config.realtime_requires_url_channels,
+        config.presence_frames,
+        config.account_action_channels,
+        config.realtime_subscription_ids,
+        config.origin_loopback_aliases,
+        config.origin_allows_localhost,
+        config.origin_tauri_scheme,
+    ) == REALTIME_FLAGS[server]
+
+
+def test_every_server_has_its_realtime_flags_listed() -> None:
+    assert set(REALTIME_FLAGS) == set(SERVERS)

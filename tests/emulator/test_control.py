@@ -27,8 +27,13 @@ async def test_users_and_sessions_through_the_control_api(emu: Emu) -> None:
     assert emu.state.sessions[body["sessionId"]].expire == emu.clock.now + 60
 
     assert (await emu.control("DELETE", f"/sessions/{body['sessionId']}")).status == 204
-    await assert_error(await emu.mint(body["secret"]), 401, "general_unauthorized_scope")
-    await assert_error(await emu.control("DELETE", f"/sessions/{body['sessionId']}"), 404, "user_session_not_found")
+    await assert_error(await emu.mint(body["secret"]), 401, "general_unauthorized_scope", version=emu.config.version)
+    await assert_error(
+        await emu.control("DELETE", f"/sessions/{body['sessionId']}"),
+        404,
+        "user_session_not_found",
+        version=emu.config.version,
+    )
 
 
 async def test_an_mfa_user_and_a_session_that_passed_it(emu: Emu) -> None:
@@ -37,7 +42,7 @@ async def test_an_mfa_user_and_a_session_that_passed_it(emu: Emu) -> None:
     )
     one = await (await emu.control("POST", "/sessions", json={"userId": "m"})).json()
     two = await (await emu.control("POST", "/sessions", json={"userId": "m", "factors": ["password", "totp"]})).json()
-    await assert_error(await emu.mint(one["secret"]), 401, "user_more_factors_required")
+    await assert_error(await emu.mint(one["secret"]), 401, "user_more_factors_required", version=emu.config.version)
     assert (await emu.mint(two["secret"])).status == 201
 
 
@@ -45,7 +50,7 @@ async def test_blocking_and_unblocking(emu: Emu) -> None:
     user, _, cookie = emu.signed_in()
     blocked = await emu.control("POST", f"/users/{user.id}/block", json={"blocked": True})
     assert await blocked.json() == {"userId": user.id, "blocked": True}
-    await assert_error(await emu.mint(cookie), 403, "user_blocked")
+    await assert_error(await emu.mint(cookie), 403, "user_blocked", version=emu.config.version)
     await emu.control("POST", f"/users/{user.id}/block", json={"blocked": False})
     assert (await emu.mint(cookie)).status == 201
     # No body blocks, like the state method's default.
@@ -77,12 +82,12 @@ async def test_control_api_refusals(
     emu: Emu, method: str, path: str, body: dict[str, object], status: int, type_: str
 ) -> None:
     emu.state.create_user("taken@example.com", "password-123", user_id="taken")
-    await assert_error(await emu.control(method, path, json=body), status, type_)
+    await assert_error(await emu.control(method, path, json=body), status, type_, version=emu.config.version)
 
 
 async def test_a_body_that_is_not_an_object_is_refused(emu: Emu) -> None:
     response = await emu.control("POST", "/users", data="[1, 2]", headers={"Content-Type": "application/json"})
-    await assert_error(response, 400, "general_argument_invalid")
+    await assert_error(response, 400, "general_argument_invalid", version=emu.config.version)
 
 
 async def test_recorded_requests_show_exactly_what_was_sent(emu: Emu) -> None:
@@ -130,7 +135,7 @@ async def test_stats_count_per_route(emu: Emu) -> None:
         "DELETE /v1/account/sessions/{session_id}": 1,
     }
     assert stats["jwtsIssued"] == 4
-    assert (stats["mode"], stats["version"]) == ("cloud", "1.9.6")
+    assert (stats["mode"], stats["version"]) == ("cloud", "2.2.0")
 
 
 async def test_reset_clears_faults_limits_and_recordings_but_keeps_accounts(emu_factory: EmuFactory) -> None:
@@ -148,7 +153,7 @@ async def test_reset_clears_faults_limits_and_recordings_but_keeps_accounts(emu_
 
     assert (await emu.control("POST", "/reset", json={"accounts": True})).status == 204
     assert emu.state.users == {} and emu.state.sessions == {}
-    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope")
+    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 def test_state_api_directly() -> None:

@@ -36,13 +36,13 @@ async def test_latency_delays_then_answers(emu: Emu) -> None:
 async def test_status_is_an_appwrite_error(emu: Emu, status: int, type_: str) -> None:
     _, _, cookie = emu.signed_in()
     await fault(emu, "status", status=status)
-    await assert_error(await emu.mint(cookie), status, type_)
+    await assert_error(await emu.mint(cookie), status, type_, version=emu.config.version)
 
 
 async def test_status_can_carry_any_known_type_and_message(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     await fault(emu, "status", status=501, type="user_auth_method_unsupported", message="JWT auth is off")
-    body = await assert_error(await emu.mint(cookie), 501, "user_auth_method_unsupported")
+    body = await assert_error(await emu.mint(cookie), 501, "user_auth_method_unsupported", version=emu.config.version)
     assert body["message"] == "JWT auth is off"
 
 
@@ -50,7 +50,7 @@ async def test_rate_limit_is_a_429_with_reset(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     await fault(emu, "rate_limit")
     response = await emu.mint(cookie)
-    await assert_error(response, 429, "general_rate_limit_exceeded")
+    await assert_error(response, 429, "general_rate_limit_exceeded", version=emu.config.version)
     assert response.headers["X-RateLimit-Remaining"] == "0"
     assert int(response.headers["X-RateLimit-Reset"]) > emu.clock.now
 
@@ -99,12 +99,12 @@ async def test_bad_signature_is_the_real_token_signed_with_another_key(emu: Emu)
     with pytest.raises(pyjwt.InvalidSignatureError):
         pyjwt.decode(token, KEY, algorithms=["HS256"], options={"verify_exp": False})
     rejected = await emu.client.get("/v1/account", headers=emu.headers(X_Appwrite_JWT=token))
-    await assert_error(rejected, 401, "user_jwt_invalid")
+    await assert_error(rejected, 401, "user_jwt_invalid", version=emu.config.version)
 
 
 async def test_bad_signature_leaves_refusals_alone(emu: Emu) -> None:
     await fault(emu, "bad_signature")
-    await assert_error(await emu.mint(None), 401, "general_unauthorized_scope")
+    await assert_error(await emu.mint(None), 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def hanging(emu: Emu) -> int:
@@ -195,5 +195,5 @@ async def test_faulted_requests_are_still_recorded(emu: Emu) -> None:
 )
 async def test_bad_faults_are_refused(emu: Emu, body: dict[str, Any]) -> None:
     response = await emu.control("POST", "/faults", json=body)
-    await assert_error(response, 400, "general_argument_invalid")
+    await assert_error(response, 400, "general_argument_invalid", version=emu.config.version)
     assert await (await emu.control("GET", "/faults")).json() == []

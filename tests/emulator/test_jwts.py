@@ -51,7 +51,7 @@ async def test_duration_range_is_inclusive(emu: Emu, duration: object) -> None:
 async def test_duration_out_of_range_is_an_invalid_argument(emu: Emu, duration: object) -> None:
     _, _, cookie = emu.signed_in()
     response = await emu.mint(cookie, {"duration": duration})
-    body = await assert_error(response, 400, "general_argument_invalid")
+    body = await assert_error(response, 400, "general_argument_invalid", version=emu.config.version)
     assert body["message"] == "Invalid `duration` param: Value must be a valid range between 0 and 3,600"
     assert response.headers["X-RateLimit-Limit"] == "120"
 
@@ -66,7 +66,7 @@ async def test_zero_duration_passes_the_range_but_the_jwt_library_throws(emu: Em
     """Range(0, 3600) lets 0 through; adhocore/jwt then refuses maxAge 0 and Appwrite answers 500."""
     _, _, cookie = emu.signed_in()
     response = await emu.mint(cookie, {"duration": 0})
-    body = await assert_error(response, 500, "general_unknown")
+    body = await assert_error(response, 500, "general_unknown", version=emu.config.version)
     assert body["message"] == "Server Error"
     assert emu.state.jwts_issued == 0
 
@@ -88,7 +88,7 @@ async def test_form_and_empty_bodies_are_read(emu: Emu) -> None:
 
 async def test_without_a_session_the_scope_is_missing(emu: Emu) -> None:
     response = await emu.mint(None)
-    body = await assert_error(response, 401, "general_unauthorized_scope")
+    body = await assert_error(response, 401, "general_unauthorized_scope", version=emu.config.version)
     assert body["message"] == SCOPE_MESSAGE
     # The scope check runs before the rate limiter, so a refused guest sees no limit headers.
     assert "X-RateLimit-Limit" not in response.headers
@@ -104,14 +104,19 @@ async def test_without_a_session_the_scope_is_missing(emu: Emu) -> None:
 )
 async def test_a_bad_session_value_is_unauthorized(emu: Emu, value: str) -> None:
     emu.signed_in()
-    await assert_error(await emu.mint(value), 401, "general_unauthorized_scope")
+    await assert_error(await emu.mint(value), 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def test_a_wrong_secret_for_a_real_user_is_unauthorized(emu: Emu) -> None:
     from appwrite_token_exchange.emulator.credentials import encode_session_value
 
     user, _, _ = emu.signed_in()
-    await assert_error(await emu.mint(encode_session_value(user.id, "0" * 256)), 401, "general_unauthorized_scope")
+    await assert_error(
+        await emu.mint(encode_session_value(user.id, "0" * 256)),
+        401,
+        "general_unauthorized_scope",
+        version=emu.config.version,
+    )
 
 
 async def test_an_expired_session_is_unauthorized(emu: Emu) -> None:
@@ -119,26 +124,26 @@ async def test_an_expired_session_is_unauthorized(emu: Emu) -> None:
     _, cookie = emu.state.create_session(user.id, ttl_seconds=10)
     assert (await emu.mint(cookie)).status == 201
     emu.clock.advance(11)
-    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope")
+    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def test_a_deleted_session_is_unauthorized(emu: Emu) -> None:
     _, session_id, cookie = emu.signed_in()
     assert emu.state.delete_session(session_id)
-    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope")
+    await assert_error(await emu.mint(cookie), 401, "general_unauthorized_scope", version=emu.config.version)
 
 
 async def test_a_blocked_user_is_forbidden_until_unblocked(emu: Emu) -> None:
     user, _, cookie = emu.signed_in()
     emu.state.block_user(user.id)
-    await assert_error(await emu.mint(cookie), 403, "user_blocked")
+    await assert_error(await emu.mint(cookie), 403, "user_blocked", version=emu.config.version)
     emu.state.block_user(user.id, blocked=False)
     assert (await emu.mint(cookie)).status == 201
 
 
 async def test_mfa_needs_a_second_factor(emu: Emu) -> None:
     user, _, cookie = emu.signed_in(mfa=True)
-    await assert_error(await emu.mint(cookie), 401, "user_more_factors_required")
+    await assert_error(await emu.mint(cookie), 401, "user_more_factors_required", version=emu.config.version)
     _, both_factors = emu.state.create_session(user.id, factors=["password", "totp"])
     assert (await emu.mint(both_factors)).status == 201
 
@@ -148,7 +153,7 @@ async def test_a_jwt_cannot_mint_a_jwt(emu_factory: EmuFactory) -> None:
     _, _, cookie = emu.signed_in()
     token = (await (await emu.mint(cookie)).json())["jwt"]
     response = await emu.client.post("/v1/account/jwts", json={}, headers=emu.headers(X_Appwrite_JWT=token))
-    await assert_error(response, 403, "user_jwt_creation_denied")
+    await assert_error(response, 403, "user_jwt_creation_denied", version=emu.config.version)
     assert response.headers["X-RateLimit-Remaining"] == "118"
 
 
@@ -156,7 +161,7 @@ async def test_a_jwt_next_to_a_valid_session_is_refused(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     token = (await (await emu.mint(cookie)).json())["jwt"]
     response = await emu.mint(cookie, X_Appwrite_JWT=token)
-    await assert_error(response, 403, "user_jwt_and_cookie_set")
+    await assert_error(response, 403, "user_jwt_and_cookie_set", version=emu.config.version)
 
 
 async def test_a_jwt_next_to_an_invalid_session_is_used_alone(emu: Emu) -> None:
@@ -169,10 +174,10 @@ async def test_a_jwt_next_to_an_invalid_session_is_used_alone(emu: Emu) -> None:
 async def test_the_project_must_be_named(emu: Emu) -> None:
     _, _, cookie = emu.signed_in()
     missing = await emu.client.post("/v1/account/jwts", headers={"X-Appwrite-Session": cookie})
-    await assert_error(missing, 404, "project_not_found")
+    await assert_error(missing, 404, "project_not_found", version=emu.config.version)
     wrong = await emu.client.post(
         "/v1/account/jwts", headers={"X-Appwrite-Project": "other", "X-Appwrite-Session": cookie}
     )
-    await assert_error(wrong, 404, "project_not_found")
+    await assert_error(wrong, 404, "project_not_found", version=emu.config.version)
     by_query = await emu.client.post(f"/v1/account/jwts?project={PROJECT}", headers={"X-Appwrite-Session": cookie})
     assert by_query.status == 201

@@ -1,4 +1,5 @@
-"""What differs between `main`, the Cloud line (cl-1.9.6), self-hosted 1.9.6, 1.9.0 and 1.8.1."""
+"""What differs between `main`, 2.x (Cloud now), the old Cloud line (cl-1.9.6), self-hosted 1.9.6,
+1.9.5, 1.9.0 and 1.8.1."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from tests.support.emulator_client import EmuFactory
     ("mode", "version"),
     [
         ("main", "1.9.6"),
+        ("2.2.0", "2.2.0"),
+        ("2.x", "2.2.0"),
+        ("cloud", "2.2.0"),
         ("cl-1.9.6", "1.9.6"),
-        ("cloud", "1.9.6"),
         ("1.9.6", "1.9.6"),
         ("1.9", "1.9.6"),
+        ("1.9.5", "1.9.5"),
         ("1.9.0", "1.9.0"),
         ("1.8.1", "1.8.1"),
         ("1.8", "1.8.1"),
@@ -36,7 +40,7 @@ async def test_old_servers_ignore_the_duration(emu_factory: EmuFactory, duration
     assert claims((await response.json())["jwt"])["exp"] - emu.clock.now == pytest.approx(900, abs=1)
 
 
-@pytest.mark.parametrize("mode", ["main", "cloud", "1.9", "1.9.0"])
+@pytest.mark.parametrize("mode", ["main", "2.x", "cl-1.9.6", "1.9", "1.9.5", "1.9.0"])
 async def test_newer_servers_honour_the_duration(emu_factory: EmuFactory, mode: str) -> None:
     emu = await emu_factory(mode=mode)
     _, _, cookie = emu.signed_in()
@@ -46,7 +50,15 @@ async def test_newer_servers_honour_the_duration(emu_factory: EmuFactory, mode: 
 
 @pytest.mark.parametrize(
     ("mode", "limit", "window"),
-    [("main", 120, 60), ("cloud", 120, 60), ("1.9", 120, 60), ("1.9.0", 120, 60), ("1.8", 100, 3600)],
+    [
+        ("main", 120, 60),
+        ("2.x", 120, 60),
+        ("cl-1.9.6", 120, 60),
+        ("1.9", 120, 60),
+        ("1.9.5", 120, 60),
+        ("1.9.0", 120, 60),
+        ("1.8", 100, 3600),
+    ],
 )
 async def test_the_per_user_jwt_limit(emu_factory: EmuFactory, mode: str, limit: int, window: int) -> None:
     emu = await emu_factory(mode=mode)
@@ -90,8 +102,11 @@ async def test_the_limit_can_be_lowered_or_switched_off(emu_factory: EmuFactory)
     ("mode", "status", "type_"),
     [
         ("main", 403, "user_jwt_creation_denied"),
-        ("cloud", 404, "user_session_not_found"),
+        ("2.x", 403, "user_jwt_creation_denied"),
+        ("cloud", 403, "user_jwt_creation_denied"),
+        ("cl-1.9.6", 404, "user_session_not_found"),
         ("1.9", 404, "user_session_not_found"),
+        ("1.9.5", 404, "user_session_not_found"),
         ("1.9.0", 404, "user_session_not_found"),
         ("1.8", 404, "user_session_not_found"),
     ],
@@ -105,10 +120,21 @@ async def test_minting_with_a_jwt(emu_factory: EmuFactory, mode: str, status: in
 
 
 @pytest.mark.parametrize(
-    ("mode", "status"), [("main", 401), ("cloud", 200), ("1.9", 200), ("1.9.0", 200), ("1.8", 200)]
+    ("mode", "status"),
+    [
+        ("main", 401),
+        ("2.x", 401),
+        ("cloud", 401),
+        ("cl-1.9.6", 200),
+        ("1.9", 200),
+        ("1.9.5", 200),
+        ("1.9.0", 200),
+        ("1.8", 200),
+    ],
 )
 async def test_a_jwt_of_an_expired_session(emu_factory: EmuFactory, mode: str, status: int) -> None:
-    """`main` drops a JWT whose session has expired; the Cloud line and 1.9.6 only check it exists."""
+    """`main` (and 2.x, inferred) drops a JWT whose session has expired; the old Cloud line and
+    self-hosted 1.9.x only check it exists."""
     emu = await emu_factory(mode=mode)
     user = emu.state.create_user("ada@example.com", "password-123")
     _, cookie = emu.state.create_session(user.id, ttl_seconds=30)

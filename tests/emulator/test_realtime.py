@@ -133,19 +133,34 @@ async def test_credentials_at_the_handshake(emu: Emu, way: str) -> None:
     assert (await receive(ws))["data"]["user"]["$id"] == user.id
 
 
-@pytest.mark.parametrize(("mode", "reads_query"), [("cloud", True), ("1.9", False), ("1.8", False)])
+@pytest.mark.parametrize(
+    ("mode", "reads_query"),
+    [
+        ("cloud", True),
+        ("2.x", True),
+        ("cl-1.9.6", True),
+        ("1.9", False),
+        ("1.9.5", False),
+        ("1.9.0", False),
+        ("1.8", False),
+    ],
+)
 async def test_the_jwt_query_parameter_depends_on_the_server(
     emu_factory: EmuFactory, mode: str, reads_query: bool
 ) -> None:
+    """`?jwt=` is PR #12664 (Cloud, `main`, 2.x); the `X-Appwrite-JWT` header (native SDKs) works
+    everywhere, self-hosted 1.9.5 and 1.9.6 included."""
     emu = await emu_factory(mode=mode)
     user, _, cookie = emu.signed_in()
     token = (await (await emu.mint(cookie)).json())["jwt"]
     ws = await connect(emu, jwt=token)
     user_seen = (await receive(ws))["data"]["user"]
     assert (user_seen or {}).get("$id") == (user.id if reads_query else None)
+    ws = await connect(emu, headers={"X-Appwrite-JWT": token})
+    assert (await receive(ws))["data"]["user"]["$id"] == user.id
 
 
-@pytest.mark.parametrize(("mode", "refused"), [("cloud", True), ("1.9", False)])
+@pytest.mark.parametrize(("mode", "refused"), [("cloud", True), ("cl-1.9.6", True), ("1.9", False), ("1.9.5", False)])
 async def test_a_bad_jwt_in_the_query(emu_factory: EmuFactory, mode: str, refused: bool) -> None:
     emu = await emu_factory(mode=mode)
     ws = await connect(emu, jwt="a.b.c")

@@ -102,12 +102,16 @@ async def test_the_servers_own_host_always_passes(emu: Emu) -> None:
     assert (await first_frame(await open_socket(emu, f"http://{own}:1234")))["type"] == "connected"
 
 
-@pytest.mark.parametrize(("mode", "trusted"), [("main", True), ("1.9.6", True), ("1.8.1", True), ("cl-1.9.6", False)])
+@pytest.mark.parametrize(
+    ("mode", "trusted"),
+    [("main", True), ("2.2.0", True), ("1.9.6", True), ("1.9.5", True), ("1.8.1", True), ("cl-1.9.6", False)],
+)
 async def test_localhost_is_trusted_by_self_hosted_servers_only(
     emu_factory: EmuFactory, mode: str, trusted: bool
 ) -> None:
     """Self-hosted Appwrite's default `_APP_DOMAIN` is `localhost`; on Cloud a page on localhost
-    needs a `localhost` Web platform like any other."""
+    needs a `localhost` Web platform like any other. Only `cl-1.9.6` models that: 2.2.0 (and so the
+    `cloud` alias) plays self-hosted 2.x."""
     emu = await emu_factory(mode=mode)
     ws = await open_socket(emu, "http://localhost:3000")
     if trusted:

@@ -30,7 +30,7 @@ async def send(ws: ClientWebSocketResponse, frame: dict[str, Any]) -> dict[str, 
     return await receive(ws)
 
 
-@pytest.mark.parametrize("mode", ["main", "cl-1.9.6", "1.9.6"])
+@pytest.mark.parametrize("mode", ["main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5"])
 async def test_presence_upserts_the_users_presence(emu_factory: EmuFactory, mode: str) -> None:
     emu = await emu_factory(mode=mode)
     user, _, cookie = emu.signed_in()

@@ -1,15 +1,18 @@
 """The emulator's settings: one frozen object, validated once, optionally read from the environment.
 
-A mode picks which Appwrite server the emulator plays. Five servers are modelled, each named after
-the Appwrite git ref its behaviour was read from; the older short names stay as aliases:
+A mode picks which Appwrite server the emulator plays. Seven servers are modelled, each named after
+the Appwrite git ref its behaviour was read from (or, for 2.2.0, inferred: see the README); the
+older short names stay as aliases:
 
-| mode (aliases)        | plays                                              |
-|-----------------------|----------------------------------------------------|
-| `main`                | appwrite/appwrite `main` (future releases)          |
-| `cl-1.9.6` (`cloud`)  | the Appwrite Cloud line, tags `cl-1.9.6-*`         |
-| `1.9.6` (`1.9`)       | self-hosted 1.9.6                                  |
-| `1.9.0`               | self-hosted 1.9.0                                  |
-| `1.8.1` (`1.8`)       | self-hosted 1.8.1 (and, for what the service uses, 1.5-1.8) |
+| mode (aliases)             | plays                                                        |
+|----------------------------|--------------------------------------------------------------|
+| `main`                     | appwrite/appwrite `main` of 2026-08 (before 2.0.0)           |
+| `2.2.0` (`2.x`, `cloud`)   | self-hosted 2.0.0-2.2.0 and Appwrite Cloud, as `main` behaves |
+| `cl-1.9.6`                 | the old Appwrite Cloud line, tags `cl-1.9.6-*`               |
+| `1.9.6` (`1.9`)            | self-hosted 1.9.6                                            |
+| `1.9.5`                    | self-hosted 1.9.5                                            |
+| `1.9.0`                    | self-hosted 1.9.0                                            |
+| `1.8.1` (`1.8`)            | self-hosted 1.8.1 (and, for what the service uses, 1.5-1.8)  |
 
 Code elsewhere (REST routes, Realtime) must read the behaviour flags below, never compare mode
 names: several names play the same server.
@@ -26,29 +29,36 @@ from typing import Literal, get_args
 
 from appwrite_token_exchange.emulator.guard import normalise_host
 
-Mode = Literal["cloud", "1.9", "1.8", "main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1"]
+Mode = Literal["cloud", "2.x", "1.9", "1.8", "main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5", "1.9.0", "1.8.1"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 
 # The server a mode plays: the git ref of appwrite/appwrite its behaviour comes from.
-Server = Literal["main", "cl-1.9.6", "1.9.6", "1.9.0", "1.8.1"]
+Server = Literal["main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5", "1.9.0", "1.8.1"]
 SERVERS: tuple[Server, ...] = get_args(Server)
 SERVER_OF: Mapping[Mode, Server] = {
     "main": "main",
+    "2.2.0": "2.2.0",
+    "2.x": "2.2.0",
+    # Cloud runs the 2.x line now (web SDK 27/28 target "2.x as shipped on Appwrite Cloud").
+    "cloud": "2.2.0",
     "cl-1.9.6": "cl-1.9.6",
-    "cloud": "cl-1.9.6",
     "1.9.6": "1.9.6",
     "1.9": "1.9.6",
+    "1.9.5": "1.9.5",
     "1.9.0": "1.9.0",
     "1.8.1": "1.8.1",
     "1.8": "1.8.1",
 }
 
 # `APP_VERSION_STABLE` of each ref: what `GET /v1/health/version` and every error body report.
-# `main` and the Cloud line both still say 1.9.6 (app/init/constants.php, main of 2026-08-21).
+# `main` and the cl-1.9.6 Cloud line both still say 1.9.6 (app/init/constants.php, main of
+# 2026-08-21); a release tag says its own number.
 VERSIONS: Mapping[Server, str] = {
     "main": "1.9.6",
+    "2.2.0": "2.2.0",
     "cl-1.9.6": "1.9.6",
     "1.9.6": "1.9.6",
+    "1.9.5": "1.9.5",
     "1.9.0": "1.9.0",
     "1.8.1": "1.8.1",
 }
@@ -57,16 +67,23 @@ VERSIONS: Mapping[Server, str] = {
 # 1.9.0+: APP_LIMIT_WRITE_RATE_DEFAULT * 2 per APP_LIMIT_WRITE_RATE_PERIOD_DEFAULT; 1.8.1: 100/hour.
 JWT_RATE_LIMITS: Mapping[Server, tuple[int, int]] = {
     "main": (120, 60),
+    "2.2.0": (120, 60),
     "cl-1.9.6": (120, 60),
     "1.9.6": (120, 60),
+    "1.9.5": (120, 60),
     "1.9.0": (120, 60),
     "1.8.1": (100, 3600),
 }
 
-_NEWEST: frozenset[Server] = frozenset({"main"})
-_CLOUD_AND_NEWER: frozenset[Server] = frozenset({"main", "cl-1.9.6"})
-_SINCE_1_9_6: frozenset[Server] = frozenset({"main", "cl-1.9.6", "1.9.6"})
-_BEFORE_1_9_6: frozenset[Server] = frozenset({"1.9.0", "1.8.1"})
+# 2.2.0 is in every set `main` is in: its source is not read, it plays `main` (inferred).
+_NEWEST: frozenset[Server] = frozenset({"main", "2.2.0"})
+_CLOUD_AND_NEWER: frozenset[Server] = frozenset({"main", "2.2.0", "cl-1.9.6"})
+# 1.9.5 has message-based subscribe and presence (tag 1.9.5: app/realtime.php,
+# Realtime/Message/Handlers/Subscribe.php); there are no tags 1.9.1-1.9.4.
+_SINCE_1_9_5: frozenset[Server] = frozenset({"main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5"})
+_BEFORE_1_9_5: frozenset[Server] = frozenset({"1.9.0", "1.8.1"})
+# Appwrite Cloud's own domain is never a client's, so only self-hosted servers allow `localhost`.
+_CLOUD_ONLY: frozenset[Server] = frozenset({"cl-1.9.6"})
 
 # Appwrite's Realtime abuse limits, both per 60 s fixed window.
 REALTIME_CONNECT_LIMIT = 128
@@ -178,13 +195,14 @@ class EmulatorConfig:
 
     @property
     def realtime_reads_jwt_query(self) -> bool:
-        """Only servers with Appwrite PR #12664 (the Cloud line and `main`) read `?jwt=`."""
+        """Only servers with Appwrite PR #12664 (the Cloud line, `main`, 2.x) read `?jwt=`; not
+        self-hosted 1.9.6 and older (they read only the `X-Appwrite-JWT` handshake header)."""
         return self.server in _CLOUD_AND_NEWER
 
     @property
     def message_subscriptions(self) -> bool:
-        """`subscribe`/`unsubscribe` frames and subscription IDs: 1.9.6 and newer (not 1.9.0)."""
-        return self.server in _SINCE_1_9_6
+        """`subscribe`/`unsubscribe` frames and subscription IDs: 1.9.5 and newer (not 1.9.0)."""
+        return self.server in _SINCE_1_9_5
 
     @property
     def realtime_subscription_ids(self) -> bool:
@@ -194,23 +212,36 @@ class EmulatorConfig:
     @property
     def realtime_requires_url_channels(self) -> bool:
         """1.8.1 and 1.9.0 refuse a handshake without `channels[]` ("Missing channels")."""
-        return self.server in _BEFORE_1_9_6
+        return self.server in _BEFORE_1_9_5
 
     @property
     def presence_frames(self) -> bool:
-        """`presence` frames are answered since 1.9.5 (so 1.9.6, Cloud and `main`)."""
-        return self.server in _SINCE_1_9_6
+        """`presence` frames are answered since 1.9.5 (so 1.9.6, Cloud, `main` and 2.x)."""
+        return self.server in _SINCE_1_9_5
 
     @property
     def account_action_channels(self) -> bool:
         """`account.<action>` becomes `account.<id>.<action>` (Realtime adapter `SUPPORTED_ACTIONS`):
-        1.9.6 and newer; 1.8.1 and 1.9.0 drop every `account.*` name but `account.<own id>`."""
-        return self.server in _SINCE_1_9_6
+        1.9.6 and newer; 1.8.1 and 1.9.0 drop every `account.*` name but `account.<own id>`. 1.9.5
+        has it as 1.9.6 does: inferred (it shares 1.9.6's Realtime rewrite; its adapter is not read)."""
+        return self.server in _SINCE_1_9_5
 
     @property
     def origin_loopback_aliases(self) -> bool:
-        """Only `main` lets 127.0.0.1 and [::1] stand for an allowed `localhost` in the Origin check."""
+        """Only `main` (and so 2.x) lets 127.0.0.1 and [::1] stand for an allowed `localhost` in the
+        Origin check."""
         return self.server in _NEWEST
+
+    @property
+    def origin_allows_localhost(self) -> bool:
+        """Self-hosted servers accept an Origin of `localhost` (the default `_APP_DOMAIN`); the
+        `cl-1.9.6` Cloud line does not. 2.x (and so the `cloud` alias) plays self-hosted `main`."""
+        return self.server not in _CLOUD_ONLY
+
+    @property
+    def origin_tauri_scheme(self) -> bool:
+        """`tauri://` counts as a Web scheme in the Origin check since 1.9.0."""
+        return self.server != "1.8.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmulatorConfig:
@@ -242,9 +273,7 @@ class EmulatorConfig:
         if not all(_PLATFORM_HOSTNAME.fullmatch(hostname) for hostname in platforms):
             raise ValueError(f"EMULATOR_PLATFORMS must be hostnames separated by commas: {platforms!r}")
         values["platforms"] = platforms
-        control_hosts = tuple(
-            normalise_host(h) for h in env.get("EMULATOR_CONTROL_HOSTS", "").split(",") if h.strip()
-        )
+        control_hosts = tuple(normalise_host(h) for h in env.get("EMULATOR_CONTROL_HOSTS", "").split(",") if h.strip())
         if not all(_is_control_host(host) for host in control_hosts):
             raise ValueError(
                 f"EMULATOR_CONTROL_HOSTS must be hostnames or IP addresses separated by commas: {control_hosts!r}"

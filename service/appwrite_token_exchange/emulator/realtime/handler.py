@@ -133,14 +133,14 @@ def _handshake(
         # "Current Host"; 1.9+'s `_APP_DOMAIN`) and, on self-hosted servers, `localhost` (the
         # default `_APP_DOMAIN`). Appwrite Cloud's own domain is never a client's.
         hostnames = [*request.app[REALTIME].platforms, request.url.host or ""]
-        if config.server != "cl-1.9.6":
+        if config.origin_allows_localhost:
             hostnames.append("localhost")
         refusal = origin_refusal(
             connection.origin,
             hostnames,
             config.project_id,
             loopback_aliases=config.origin_loopback_aliases,
-            tauri=config.server != "1.8.1",
+            tauri=config.origin_tauri_scheme,
         )
         if refusal is not None:
             raise RealtimeError(POLICY_VIOLATION, refusal)
