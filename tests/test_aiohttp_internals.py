@@ -87,19 +87,24 @@ async def test_RequestHandler__parser_is_a_slot_holding_the_parser_it_built(pars
     assert not hasattr(protocol, "__dict__"), changed("RequestHandler.__slots__", "its instances have a __dict__")
 
 
+class RecordingParser:
+    """A parser that keeps what it is fed and makes no message of it."""
+
+    def __init__(self) -> None:
+        self.fed: list[bytes] = []
+
+    def feed_data(self, data: bytes) -> tuple[Sequence[Any], bool, bytes]:
+        self.fed.append(data)
+        return (), False, b""
+
+
 async def test_RequestHandler_data_received_feeds_every_read_to__parser_feed_data() -> None:
     """The empty read matters: the header deadline calls data_received(b"") to raise its refusal."""
     protocol = web.Server(ok)()
-    fed: list[bytes] = []
-
-    class Recording:
-        def feed_data(self, data: bytes) -> tuple[Sequence[Any], bool, bytes]:
-            fed.append(data)
-            return (), False, b""
-
-    protocol._parser = Recording()  # type: ignore[assignment]
+    parser = protocol._parser = RecordingParser()  # type: ignore[assignment]
     protocol.data_received(b"GET")
     protocol.data_received(b"")
+    fed = parser.fed
     assert fed == [b"GET", b""], changed("RequestHandler.data_received", f"it fed the parser {fed!r}, not each read")
 
 
@@ -254,17 +259,10 @@ async def test_RequestHandler__close_drops_reads_and_a_connection_never_made_can
     """A connection refused at accept never calls RequestHandler.connection_made: it sets `_close`
     so that what arrives is not parsed, and aiohttp's connection_lost must cope with it."""
     protocol = web.Server(ok)()
-    fed: list[bytes] = []
-
-    class Recording:
-        def feed_data(self, data: bytes) -> tuple[Sequence[Any], bool, bytes]:
-            fed.append(data)
-            return (), False, b""
-
-    protocol._parser = Recording()  # type: ignore[assignment]
+    parser = protocol._parser = RecordingParser()  # type: ignore[assignment]
     protocol._close = True
     protocol.data_received(b"GET / HTTP/1.1\r\n")
-    assert fed == [], changed("RequestHandler.data_received", "it parses reads after _close is set")
+    assert parser.fed == [], changed("RequestHandler.data_received", "it parses reads after _close is set")
     try:
         protocol.connection_lost(None)
     except Exception as error:
