@@ -17,7 +17,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
 from tests.support.contract import CONTRACT, SPEC_PATH, contract_middleware
-from tests.support.helpers import assert_problem, inject_fault
+from tests.support.helpers import assert_problem, inject_fault, upstream_requests
 from tests.support.service import COOKIE, Emulator, exchange, service_settings
 
 Client = TestClient[web.Request, web.Application]
@@ -206,9 +206,13 @@ async def test_circuit_open(checked: Checked, emulator: Emulator, session_cookie
     client = await checked.start(CIRCUIT_FAILURE_THRESHOLD="1")
     await inject_fault(emulator, kind="status", status=500)
     await assert_problem(await exchange(client, session_cookie), 503, "upstream_unavailable")
-    refused = await exchange(client, session_cookie)  # circuit open: Appwrite is not called
+    called = [len(await upstream_requests(emulator, path)) for path in ("/v1/account/jwts", "/v1/account")]
+    assert called[0] == 1
+    refused = await exchange(client, session_cookie)
     await assert_problem(refused, 503, "upstream_unavailable")
     assert int(refused.headers["Retry-After"]) >= 1
+    # The circuit is open: Appwrite was not called again.
+    assert [len(await upstream_requests(emulator, path)) for path in ("/v1/account/jwts", "/v1/account")] == called
 
 
 async def test_saturated(checked: Checked, emulator: Emulator, session_cookie: str) -> None:

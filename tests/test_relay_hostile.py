@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from appwrite_token_exchange.keys import RELAY_SLOTS
 from yarl import URL
 
 from tests.support.helpers import assert_problem, inject_fault, upstream_requests
@@ -330,7 +331,12 @@ async def test_a_handshake_the_client_gives_up_on_gives_its_slot_back(service_fa
     _, _, cookie = emulator.signed_in_user()
     await inject_fault(emulator, kind="latency", ms=300, path="/v1/account", times=1)
     abandoned = asyncio.create_task(connect(service, cookie))
-    await asyncio.sleep(0.1)
+    slots = service.app[RELAY_SLOTS]
+    for _ in range(500):  # until the handshake holds its slot and is asking Appwrite about the session
+        if slots.open == 1 and await upstream_requests(emulator, "/v1/account"):
+            break
+        await asyncio.sleep(0.01)
+    assert slots.open == 1, "the handshake never took its slot"
     abandoned.cancel()
     with pytest.raises(asyncio.CancelledError):
         await abandoned
