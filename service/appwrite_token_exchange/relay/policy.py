@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from appwrite_token_exchange.relay.php_query import PhpKey, encode_query, parse_query
+from appwrite_token_exchange.relay.php_query import PhpKey, encode_query, parse_key, parse_query, php_urldecode
 
 CHANNELS = "channels"
 # Parameters Appwrite reads for itself, never taken from the page: the project is the relay's
@@ -58,6 +58,18 @@ def upstream_url(endpoint: str, project_id: str, handshake: Handshake) -> str:
     pairs += [(PhpKey(CHANNELS, (None,)), channel) for channel in handshake.channels]
     pairs += handshake.queries
     return urlunsplit((scheme, parts.netloc, f"{parts.path}/realtime", encode_query(pairs), ""))
+
+
+def slot_key(channel: str, slot: int) -> PhpKey | None:
+    """The key Appwrite 1.9.0 reads the queries of `channel` at `slot` from (`<channel>[<slot>][]`,
+    the name with dots read as `_`: `Realtime::constructSubscriptions`); None when PHP would store
+    that key under another name (spaces, brackets, NUL), so Appwrite would not find the queries, or
+    when the name is one Appwrite reads for itself."""
+    name = channel.replace(".", "_")
+    key = PhpKey(name, (str(slot), None))
+    if name in _RESERVED or parse_key(php_urldecode(key.spelled())) != key:
+        return None
+    return key
 
 
 def denied_channels(channels: list[str] | tuple[str, ...], patterns: tuple[str, ...]) -> list[str]:

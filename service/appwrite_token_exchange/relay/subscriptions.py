@@ -3,18 +3,21 @@
 Each subscription and each channel is state the relay keeps for the socket's life and consults for
 every event, so a page may hold at most RELAY_MAX_SUBSCRIPTIONS and RELAY_MAX_CHANNELS; a frame
 that would go past either is refused whole (the socket is then closed with 1008). Routing an event
-looks up only its own channels, never the whole set.
+looks up only its own channels, never the whole set. The translation also keeps each subscription's
+queries (the page's own JSON strings), which it writes into the upstream URL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 TOO_MANY_CHANNELS = "too_many_channels"
+# A subscription's channels and its queries.
+Held = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 class Subscriptions:
@@ -24,8 +27,8 @@ class Subscriptions:
         self._max_subscriptions = max_subscriptions
         self._max_channels = max_channels
         self._order = 0
-        # id -> (its place in subscription order, its channels)
-        self._by_id: dict[str, tuple[int, tuple[str, ...]]] = {}
+        # id -> (its place in subscription order, its channels, its queries)
+        self._by_id: dict[str, tuple[int, tuple[str, ...], tuple[str, ...]]] = {}
         # channel -> the ids subscribed to it, in the order they came (a tuple, not a set: most
         # channels have one or two, and a socket keeps them for hours)
         self._by_channel: dict[str, tuple[str, ...]] = {}
@@ -38,9 +41,12 @@ class Subscriptions:
         """Every channel some subscription holds, in the order they were first asked for."""
         return tuple(self._by_channel)
 
-    def add_all(self, items: list[tuple[str, list[str]]]) -> str | None:
+    def add_all(
+        self, items: list[tuple[str, list[str]]], queries: Mapping[str, tuple[str, ...]] | None = None
+    ) -> str | None:
         """Add every (id, channels) of one frame, or none of them: the cap it would pass, else None.
-        As Appwrite does, a known id gains the new channels rather than losing its old ones."""
+        As Appwrite does, a known id gains the new channels rather than losing its old ones, and
+        (when `queries` is given: id -> its queries) takes the frame's queries in place of its own."""
         ids = {subscription_id for subscription_id, _ in items} - self._by_id.keys()
         if len(self._by_id) + len(ids) > self._max_subscriptions:
             return TOO_MANY_SUBSCRIPTIONS
@@ -48,14 +54,14 @@ class Subscriptions:
         if len(self._by_channel) + len(added) > self._max_channels:
             return TOO_MANY_CHANNELS
         for subscription_id, channels in items:
-            self._add(subscription_id, channels)
+            self._add(subscription_id, channels, None if queries is None else queries.get(subscription_id, ()))
         return None
 
-    def _add(self, subscription_id: str, channels: list[str]) -> None:
-        place, known = self._by_id.get(subscription_id, (self._order, ()))
+    def _add(self, subscription_id: str, channels: list[str], queries: tuple[str, ...] | None) -> None:
+        place, known, held = self._by_id.get(subscription_id, (self._order, (), ()))
         self._order += subscription_id not in self._by_id
         merged = tuple(dict.fromkeys((*known, *channels)))
-        self._by_id[subscription_id] = (place, merged)
+        self._by_id[subscription_id] = (place, merged, held if queries is None else queries)
         for channel in merged[len(known):]:
             self._by_channel[channel] = (*self._by_channel.get(channel, ()), subscription_id)
 
@@ -80,6 +86,20 @@ class Subscriptions:
                     found[subscription_id] = None
         if len(found) < 2:
             return list(found)
+        return sorted(found, key=lambda subscription_id: self._by_id[subscription_id][0])
+
+    def queries_of(self, subscription_id: str) -> tuple[str, ...]:
+        found = self._by_id.get(subscription_id)
+        return () if found is None else found[2]
+
+    def held(self) -> dict[str, Held]:
+        """Every subscription's channels and queries, in subscription order."""
+        ordered = sorted(self._by_id.items(), key=lambda entry: entry[1][0])
+        return {subscription_id: (channels, queries) for subscription_id, (_, channels, queries) in ordered}
+
+    def known(self, ids: Iterable[str]) -> list[str]:
+        """Those of `ids` the page still holds, each once, in subscription order."""
+        found = [subscription_id for subscription_id in dict.fromkeys(ids) if subscription_id in self._by_id]
         return sorted(found, key=lambda subscription_id: self._by_id[subscription_id][0])
 
     def copy(self) -> Subscriptions:

@@ -19,7 +19,17 @@ For those servers the relay speaks the newer protocol to the page and the older 
   channel until the next reopen, which costs nothing the page can see and saves a reconnect
   (Appwrite allows 128 connects per minute per client IP);
 - each event carries the ids of the page's subscriptions whose channels it was sent on, so the
-  SDK hands it to the right callbacks; an event for none of them is dropped.
+  SDK hands it to the right callbacks; an event for none of them is dropped;
+- queries go only to a server whose version was read as 1.9.0 or newer (UrlChannels): 1.9.0 applies
+  per-channel queries given in the URL (`<channel with _ for .>[<slot>][]=<query>`, one server
+  subscription per slot, `Realtime::constructSubscriptions`). Once any subscription has queries, the
+  upstream URL gives every page subscription a slot of its own, from 1 (a query-less one
+  `select("*")`), and adding or changing one reopens upstream even on channels already carried.
+  Events from a socket with slots go to the page subscriptions whose slots the server says they
+  matched (the event's `subscriptions`, mapped through that socket's `connected` frame); events from
+  a socket without slots are routed by channel, to subscriptions without queries only. On 1.8.x, or
+  when the version is unknown (never read in the `yes` mode, or unreadable), a subscription with
+  queries is refused: the page would get events its queries exclude.
 
 The swap, and what it can lose. The new upstream socket is opened while the old one is still read;
 once Appwrite has sent the new socket's `connected` frame (it registers a socket's channels before
@@ -39,8 +49,8 @@ What can still be lost:
   page's socket is closed as with the plain relay and the SDK reconnects and resubscribes;
 - two distinct events identical in every field (events, channels, timestamp to the millisecond,
   payload) that arrive during one swap are passed on once.
-Queries cannot be translated: 1.8.x has none, so a subscription with queries is refused rather
-than delivered unfiltered.
+An event read on both sockets goes, on its second copy, to the subscriptions the first copy did not
+reach (a new or changed subscription with queries is served only by the new socket).
 """
 
 from __future__ import annotations
@@ -58,11 +68,19 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appwrite_token_exchange.appwrite.version import AppwriteVersion, at_least
-from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, SETTINGS
+from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, RELAY_URL_CHANNELS, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
-from appwrite_token_exchange.relay.policy import FORMAT_INVALID, POLICY_VIOLATION, Handshake, screen_frame, upstream_url
+from appwrite_token_exchange.relay.php_query import PhpKey
+from appwrite_token_exchange.relay.policy import (
+    FORMAT_INVALID,
+    POLICY_VIOLATION,
+    Handshake,
+    screen_frame,
+    slot_key,
+    upstream_url,
+)
 from appwrite_token_exchange.relay.pump import Relay, SocketEnded
-from appwrite_token_exchange.relay.subscriptions import subscription_id_of
+from appwrite_token_exchange.relay.subscriptions import Held, subscription_id_of
 from appwrite_token_exchange.relay.upstream import Upstream, connect_upstream, too_large
 from appwrite_token_exchange.settings import Settings
 
@@ -73,6 +91,12 @@ BOOTSTRAP_CHANNELS = ("account",)
 # 1.9.5: message-based subscribe; there are no tags 1.9.1-1.9.4). Older ones are translated, and so
 # is a version that cannot be read: translation works against every server.
 FIRST_FRAME_SUBSCRIBING_RELEASE = (1, 9, 5)
+# The first server version that applies per-channel queries given in the socket URL (tag 1.9.0:
+# `Realtime::constructSubscriptions`); 1.8.x reads only `channels[]` and filters by nothing else.
+FIRST_URL_QUERIES_RELEASE = (1, 9, 0)
+# The query a subscription without queries is given in a URL with slots, as the web SDK sends it:
+# Appwrite would otherwise put that subscription's channels into no slot of their own.
+SELECT_ALL = json.dumps({"method": "select", "values": ["*"]}, separators=(",", ":"))
 # A version answer is trusted this long, so an upgraded Appwrite is noticed without a restart (an
 # older answer still serves while it is asked again).
 VERSION_CACHE_SECONDS = 300.0
@@ -94,6 +118,8 @@ _MAX_MARKS = 4096
 _clock = time.monotonic
 _pause = asyncio.sleep
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,35}")
+# One item of a subscribe frame: its id, channels and queries.
+_Item = tuple[str, list[str], tuple[str, ...]]
 
 
 def needs_channels_in_url(version: str | None) -> bool:
@@ -114,6 +140,13 @@ class UrlChannels:
     def __init__(self, settings: Settings, version: AppwriteVersion) -> None:
         self._settings = settings
         self._version = version
+        self._seen: str | None = None  # what the last probe (or cached answer) said
+
+    def applies_queries(self) -> bool | None:
+        """Whether Appwrite, as its version last read says, applies queries given in the socket URL
+        (1.9.0 and newer); None when that is not known: never read (the `yes` and `no` modes do not
+        ask), or unreadable."""
+        return at_least(self._seen, FIRST_URL_QUERIES_RELEASE)
 
     async def needed(self, http: aiohttp.ClientSession) -> bool:
         mode = self._settings.relay_channels_in_url
@@ -123,14 +156,26 @@ class UrlChannels:
             http, max_age=VERSION_CACHE_SECONDS, wait_seconds=self._settings.upstream_timeout_seconds,
             failure_ttl=VERSION_FAILURE_SECONDS, stale_ok=True,
         )
+        self._seen = version
         return needs_channels_in_url(version)
+
+
+class _Slots:
+    """What an upstream socket opened with query slots serves: each page subscription's channels and
+    queries as written into its URL, and the server's subscription id of each -> the page's id."""
+
+    __slots__ = ("held", "routes")
+
+    def __init__(self, held: dict[str, Held], routes: dict[str, str]) -> None:
+        self.held = held
+        self.routes = routes
 
 
 class TranslatingRelay(Relay):
     """A relayed socket whose page subscribes by frame and whose server reads channels from the URL."""
 
     __slots__ = ("_channels", "_drained", "_draining", "_draining_pings", "_greeted", "_marks", "_other", "_pings",
-                 "_reopened", "_request")
+                 "_reopened", "_request", "_slots")
 
     def __init__(
         self,
@@ -145,8 +190,12 @@ class TranslatingRelay(Relay):
         self._channels: tuple[str, ...] = BOOTSTRAP_CHANNELS
         # When this socket last reopened upstream, oldest first (RELAY_RECONNECTS_PER_SOCKET).
         self._reopened: list[float] = []
-        # Events read during a swap, by fingerprint -> the socket they were read on.
-        self._marks: OrderedDict[str, Upstream] | None = None
+        # Events read during a swap, by fingerprint -> the socket they were read on and the ids they
+        # were passed on for.
+        self._marks: OrderedDict[str, tuple[Upstream, list[str]]] | None = None
+        # The upstream sockets opened with query slots (at most two: a swap's), and what each serves;
+        # a socket not here was opened with channels only and is routed by channel.
+        self._slots: dict[Upstream, _Slots] = {}
         self._greeted = False
         # Pings the page sent on the current upstream socket, and on the one being drained, whose
         # pongs have not come back yet (the pong after them on the drained one is the relay's).
@@ -210,27 +259,44 @@ class TranslatingRelay(Relay):
             await self._send_client_text(text)
             return
         data: dict[str, Any] = frame["data"]
-        channels = data.get("channels")
-        channels = channels if isinstance(channels, list) else []
-        ids = self.subscriptions.ids_for(channels)
+        ids = self._routed(upstream, data)
+        if ids and self._marks is not None:
+            ids = self._not_yet_sent(upstream, data, ids)
         if not ids:
-            return
-        if self._marks is not None and self._seen_on_other_socket(upstream, data):
             return
         await self._send_client_text(json.dumps({"type": "event", "data": {**data, "subscriptions": ids}}))
 
-    def _seen_on_other_socket(self, upstream: Upstream, data: dict[str, Any]) -> bool:
+    def _routed(self, upstream: Upstream, data: dict[str, Any]) -> list[str]:
+        """The page's subscriptions an event read on `upstream` is for. A socket with query slots
+        names the server subscriptions (slots) the event matched; a socket without is routed by
+        channel, and only to subscriptions without queries (it applies none)."""
+        subscriptions = self.subscriptions
+        slots = self._slots.get(upstream)
+        if slots is None:
+            channels = data.get("channels")
+            found = subscriptions.ids_for(channels if isinstance(channels, list) else [])
+            return [subscription_id for subscription_id in found if not subscriptions.queries_of(subscription_id)]
+        matched = data.get("subscriptions")
+        mapped = [slots.routes[server_id] for server_id in (matched if isinstance(matched, list) else [])
+                  if isinstance(server_id, str) and server_id in slots.routes]
+        # A subscription whose queries changed since this socket opened is served by the next one.
+        return [subscription_id for subscription_id in subscriptions.known(mapped)
+                if slots.held[subscription_id][1] == subscriptions.queries_of(subscription_id)]
+
+    def _not_yet_sent(self, upstream: Upstream, data: dict[str, Any], ids: list[str]) -> list[str]:
+        """During a swap: the ids an event has not yet been passed on for. Its copy on the other
+        socket went to the subscriptions that socket serves; the new socket may serve more."""
         assert self._marks is not None
         rest = {key: value for key, value in data.items() if key != "subscriptions"}
         mark = hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
-        seen_on = self._marks.get(mark)
-        if seen_on is not None and seen_on is not upstream:
+        seen = self._marks.get(mark)
+        if seen is not None and seen[0] is not upstream:
             del self._marks[mark]
-            return True
-        self._marks[mark] = upstream
+            return [subscription_id for subscription_id in ids if subscription_id not in seen[1]]
+        self._marks[mark] = (upstream, ids)
         while len(self._marks) > _MAX_MARKS:
             self._marks.popitem(last=False)
-        return False
+        return ids
 
     # --- page -> upstream ------------------------------------------------------------------------
 
@@ -246,17 +312,17 @@ class TranslatingRelay(Relay):
             await super()._forward(text, frame)
 
     async def _subscribe(self, items: Any) -> None:
-        parsed = _subscribe_items(items)
+        parsed = self._parse(items)
         if isinstance(parsed, str):
             await self._send_client_text(_error(FORMAT_INVALID, parsed))
             return
         before = self.subscriptions.copy()
-        self._hold_to_caps(self.subscriptions.add_all(parsed))
-        if set(self.subscriptions.channels) <= set(self._channels):
+        self._add(parsed)
+        if self._serves(self._upstream):
             await self._send_client_text(_answer(parsed))
             return
         batch, held = await self._join_while_waiting([parsed])
-        refusal = await self._swap(self.subscriptions.channels)
+        refusal = await self._swap()
         if refusal is not None:
             self._subscriptions = before
         for joined in batch:
@@ -264,9 +330,39 @@ class TranslatingRelay(Relay):
         if held is not None and held.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             await self._take(held)  # the frame that ended the joining, as the pump would have
 
+    def _parse(self, items: Any) -> list[_Item] | str:
+        """The items of a subscribe frame, or why they are refused: queries only go to a server
+        known to apply them; elsewhere the page would get events its queries exclude."""
+        parsed = _subscribe_items(items)
+        if isinstance(parsed, str) or not any(queries for _, _, queries in parsed):
+            return parsed
+        applies = self._app[RELAY_URL_CHANNELS].applies_queries()
+        if applies is None:
+            return ("items: the relay could not tell whether this Appwrite server applies Realtime queries, so "
+                    "it refuses a subscription with queries rather than risk passing on unfiltered events.")
+        if not applies:
+            return ("items: this Appwrite server (older than 1.9.0) cannot filter Realtime events by query, so "
+                    "a subscription with queries would get every event of its channels; it is refused.")
+        return parsed
+
+    def _add(self, items: list[_Item]) -> None:
+        pairs = [(subscription_id, channels) for subscription_id, channels, _ in items]
+        self._hold_to_caps(self.subscriptions.add_all(pairs, {sid: queries for sid, _, queries in items}))
+
+    def _serves(self, upstream: Upstream) -> bool:
+        """Whether `upstream` carries every subscription of the page as it now stands."""
+        subscriptions = self.subscriptions
+        if not set(subscriptions.channels) <= set(self._channels):
+            return False
+        held = subscriptions.held()
+        slots = self._slots.get(upstream)
+        if slots is None:
+            return not any(queries for _, queries in held.values())
+        return all(slots.held.get(subscription_id) == entry for subscription_id, entry in held.items())
+
     async def _join_while_waiting(
-        self, batch: list[list[tuple[str, list[str]]]]
-    ) -> tuple[list[list[tuple[str, list[str]]]], aiohttp.WSMessage | None]:
+        self, batch: list[list[_Item]]
+    ) -> tuple[list[list[_Item]], aiohttp.WSMessage | None]:
         """Wait until this socket may reopen upstream; subscribe frames the page sends meanwhile join
         the batch. The first other frame ends the joining and is returned, to be taken after it."""
         allowed = asyncio.create_task(self._reopen_allowed())
@@ -287,21 +383,21 @@ class TranslatingRelay(Relay):
                 if joined is None:
                     held = message
                 else:
-                    self._hold_to_caps(self.subscriptions.add_all(joined))
+                    self._add(joined)
                     batch.append(joined)
             await allowed
         finally:
             allowed.cancel()
         return batch, held
 
-    def _joinable(self, message: aiohttp.WSMessage) -> list[tuple[str, list[str]]] | None:
+    def _joinable(self, message: aiohttp.WSMessage) -> list[_Item] | None:
         """The items of a well-formed subscribe frame the policy lets through, else None."""
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
         verdict = screen_frame(message.data, self._patterns)
         if verdict.frame is None or verdict.frame.get("type") != "subscribe":
             return None
-        parsed = _subscribe_items(verdict.frame.get("data"))
+        parsed = self._parse(verdict.frame.get("data"))
         return None if isinstance(parsed, str) else parsed
 
     async def _reopen_allowed(self) -> None:
@@ -337,16 +433,41 @@ class TranslatingRelay(Relay):
             {"type": "response", "data": {"to": "unsubscribe", "success": True, "subscriptions": removed}}
         )
 
-    async def _swap(self, channels: tuple[str, ...]) -> str | None:
-        """Open the upstream socket for `channels`, switch to it, close the old one; None when done,
-        else the error frame for the page (the old socket then stays)."""
+    def _handshake(self) -> tuple[Handshake, dict[str, Held] | None] | str:
+        """The upstream handshake for the page's subscriptions, and what its slots serve (None when
+        it has none), or the error frame for the page. Without queries anywhere, channels only; else
+        one slot per subscription, from 1 (slot 0 is where Appwrite puts channels that name no slot,
+        `account.<id>` among them), each channel naming its subscription's slot and queries."""
+        channels = self.subscriptions.channels
+        held = self.subscriptions.held()
+        if not any(queries for _, queries in held.values()):
+            return Handshake(channels, ()), None
+        pairs: list[tuple[PhpKey, str]] = []
+        named: dict[str, str] = {}  # the parameter each channel's queries go in -> that channel
+        for slot, (channels_held, queries) in enumerate(held.values(), start=1):
+            for channel in channels_held:
+                key = slot_key(channel, slot)
+                if key is None or named.setdefault(key.name, channel) != channel:
+                    # Appwrite would read this channel's queries under another name, or another
+                    # channel's under this one: the subscriptions would mix.
+                    return _error(POLICY_VIOLATION, f"The channel {channel!r} cannot carry queries in a socket URL.")
+                pairs += [(key, query) for query in queries or (SELECT_ALL,)]
+        return Handshake(channels, tuple(pairs)), held
+
+    async def _swap(self) -> str | None:
+        """Open the upstream socket for the page's subscriptions, switch to it, close the old one;
+        None when done, else the error frame for the page (the old socket then stays)."""
         settings = self._app[SETTINGS]
-        if len(upstream_url(settings.appwrite_endpoint, settings.project_id, Handshake(channels, ()))) > MAX_URL_BYTES:
+        wanted = self._handshake()
+        if isinstance(wanted, str):
+            return wanted
+        handshake, held = wanted
+        if len(upstream_url(settings.appwrite_endpoint, settings.project_id, handshake)) > MAX_URL_BYTES:
             return _error(POLICY_VIOLATION, "These channels do not fit in one socket's URL on this Appwrite server.")
         self._marks = OrderedDict()
         try:
             try:
-                new = self._other = await connect_upstream(self._request, self._session, Handshake(channels, ()))
+                new = self._other = await connect_upstream(self._request, self._session, handshake)
             except ProblemError as problem:
                 return _error(WSCloseCode.INTERNAL_ERROR, f"Appwrite Realtime could not be reopened: {problem.detail}")
             try:
@@ -355,17 +476,21 @@ class TranslatingRelay(Relay):
             except TimeoutError:
                 first = None
             greeting = _json(first.data) if first is not None and first.type is WSMsgType.TEXT else None
-            if not isinstance(greeting, dict) or greeting.get("type") != "connected":
+            routes = None if held is None or not isinstance(greeting, dict) else _routes(greeting, list(held))
+            if not isinstance(greeting, dict) or greeting.get("type") != "connected" or routes == {}:
                 await self._close_upstream(new)
                 if isinstance(greeting, dict) and greeting.get("type") == "error":
                     return json.dumps(greeting)
                 return _error(WSCloseCode.INTERNAL_ERROR, "Appwrite Realtime did not accept the new channels.")
+            if held is not None and routes is not None:
+                self._slots[new] = _Slots(held, routes)
             # The reader goes on with `new` once `old` is closed (it is reading `old` now).
             old = self._other = self._upstream
-            self._upstream, self._channels = new, channels
+            self._upstream, self._channels = new, handshake.channels
             self._draining_pings, self._pings = self._pings, 0
             await self._drain(old)
             await self._close_upstream(old)
+            self._slots.pop(old, None)
             return None
         finally:
             # Copies of the old socket's last events may still be on their way on the new one.
@@ -403,8 +528,26 @@ class TranslatingRelay(Relay):
             self._marks = None
 
 
-def _subscribe_items(items: Any) -> list[tuple[str, list[str]]] | str:
-    """(id, channels) of each item of a subscribe frame, or why it is refused."""
+def _routes(greeting: dict[str, Any], ids: list[str]) -> dict[str, str]:
+    """Server subscription id -> page subscription id, from a `connected` frame's slot -> server id
+    (a JSON list when the slots are 0..n, else an object), for the slots from 1 the relay asked
+    for (`ids` in slot order); empty unless every one of them is there."""
+    data = greeting.get("data")
+    given = data.get("subscriptions") if isinstance(data, dict) else None
+    by_slot = {str(slot): server_id for slot, server_id in enumerate(given)} if isinstance(given, list) else given
+    if not isinstance(by_slot, dict):
+        return {}
+    routes = {}
+    for slot, subscription_id in enumerate(ids, start=1):
+        server_id = by_slot.get(str(slot))
+        if not isinstance(server_id, str):
+            return {}
+        routes[server_id] = subscription_id
+    return routes
+
+
+def _subscribe_items(items: Any) -> list[_Item] | str:
+    """(id, channels, queries) of each item of a subscribe frame, or why it is refused."""
     if not isinstance(items, list):
         return "items: Payload is not valid."
     parsed = []
@@ -417,14 +560,17 @@ def _subscribe_items(items: Any) -> list[tuple[str, list[str]]] | str:
         channels = item.get("channels")
         if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
             return "items: channels must be a non-empty list of strings."
-        if item.get("queries"):
-            return "items: this Appwrite server reads channels only from the socket URL and cannot apply queries."
-        parsed.append((subscription_id, channels))
+        queries = item.get("queries") or []
+        if not isinstance(queries, list) or not all(isinstance(query, str) and query for query in queries):
+            return "items: queries must be a list of query strings."
+        parsed.append((subscription_id, channels, tuple(queries)))
     return parsed
 
 
-def _answer(items: list[tuple[str, list[str]]]) -> str:
-    answered = [{"subscriptionId": sid, "channels": channels, "queries": []} for sid, channels in items]
+def _answer(items: list[_Item]) -> str:
+    answered = [
+        {"subscriptionId": sid, "channels": channels, "queries": list(queries)} for sid, channels, queries in items
+    ]
     return json.dumps({"type": "response", "data": {"to": "subscribe", "success": True, "subscriptions": answered}})
 
 
