@@ -95,10 +95,15 @@ async def service_factory(
     contract_failures: list[str],
 ) -> ServiceFactory:
     """A running service in front of the emulator (or `upstream`); keyword arguments are environment
-    overrides. Every answer it gives is checked against openapi.yaml."""
+    overrides (`prepare`: called with the app before it serves). Every answer it gives is checked
+    against openapi.yaml."""
 
-    async def start(upstream: Emulator | None = None, **env: str) -> TestClient[web.Request, web.Application]:
+    async def start(
+        upstream: Emulator | None = None, prepare: Callable[[web.Application], None] | None = None, **env: str
+    ) -> TestClient[web.Request, web.Application]:
         app = create_app(service_settings(upstream or emulator, **env))
+        if prepare is not None:
+            prepare(app)
         # Outermost, so it sees the final answer exactly as a client does.
         app.middlewares.insert(0, contract_middleware(contract_failures))
         return await aiohttp_client(app)

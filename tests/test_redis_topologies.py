@@ -6,6 +6,7 @@ loopback ports (tests/support/redis_server.py, redis_cluster.py, redis_sentinel.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -60,7 +61,9 @@ def masters(rig: Any) -> list[int]:
 @asynccontextmanager
 async def monitored(ports: list[int]) -> AsyncIterator[list[str]]:
     """Every command the servers receive from clients while the block runs (one entry per round
-    trip), from `redis-cli MONITOR`; the commands scripts run inside Redis are left out."""
+    trip), from `redis-cli MONITOR`; the commands scripts run inside Redis are left out. The block's
+    end is marked on each server by an ECHO of a fresh word: MONITOR shows commands in the order the
+    server ran them, so once the word shows, every command before it has been read."""
     cli = await asyncio.to_thread(shutil.which, "redis-cli")
     assert cli, "redis-cli is not installed (apt-get install redis-tools)"
     monitors = [await asyncio.create_subprocess_exec(cli, "-p", str(port), "monitor", stdout=asyncio.subprocess.PIPE)
@@ -70,13 +73,20 @@ async def monitored(ports: list[int]) -> AsyncIterator[list[str]]:
         for monitor in monitors:
             assert monitor.stdout is not None and (await monitor.stdout.readline()).strip() == b"OK"
         yield commands
-        await asyncio.sleep(0.2)  # the last lines in flight
+        marker = f"end-of-block-{secrets.token_hex(8)}"
+        for port, monitor in zip(ports, monitors, strict=True):
+            echo = await asyncio.create_subprocess_exec(cli, "-p", str(port), "echo", marker,
+                                                        stdout=asyncio.subprocess.DEVNULL)
+            assert await echo.wait() == 0
+            assert monitor.stdout is not None
+            while marker.encode() not in (line := await asyncio.wait_for(monitor.stdout.readline(), 10)):
+                text = line.decode()
+                if "] " in text and " lua]" not in text:
+                    commands.append(text.split("] ", 1)[1].split(" ", 1)[0].strip('"').lower())
     finally:
         for monitor in monitors:
             monitor.terminate()
-            out, _ = await asyncio.wait_for(monitor.communicate(), 10)
-            commands += [line.split("] ", 1)[1].split(" ", 1)[0].strip('"').lower()
-                         for line in out.decode().splitlines() if "] " in line and " lua]" not in line]
+            await asyncio.wait_for(monitor.wait(), 10)
 
 
 @pytest.fixture(params=SERVERS)
