@@ -166,7 +166,7 @@ def test_a_bad_variable_is_named(variable: str, value: str) -> None:
 # account.<action> channels, subscription IDs, loopback aliases, localhost Origin, tauri://).
 REALTIME_FLAGS = {
     "main": (True, True, False, True, True, True, True, True, True),
-    "2.2.0": (True, True, False, True, True, True, True, True, True),
+    "2.2.0": (True, True, False, True, True, True, False, False, True),  # Cloud's Origin rule
     "cl-1.9.6": (True, True, False, True, True, True, False, False, True),
     "1.9.6": (False, True, False, True, True, True, False, True, True),
     "1.9.5": (False, True, False, True, True, True, False, True, True),

@@ -83,7 +83,9 @@ _CLOUD_AND_NEWER: frozenset[Server] = frozenset({"main", "2.2.0", "cl-1.9.6"})
 _SINCE_1_9_5: frozenset[Server] = frozenset({"main", "2.2.0", "cl-1.9.6", "1.9.6", "1.9.5"})
 _BEFORE_1_9_5: frozenset[Server] = frozenset({"1.9.0", "1.8.1"})
 # Appwrite Cloud's own domain is never a client's, so only self-hosted servers allow `localhost`.
-_CLOUD_ONLY: frozenset[Server] = frozenset({"cl-1.9.6"})
+# 2.2.0 keeps Cloud's rule (inferred): it is what `cloud` plays, and a page that passes the stricter
+# check passes a self-hosted 2.x too (`main` shows the self-hosted rule).
+_CLOUD_ORIGIN_RULE: frozenset[Server] = frozenset({"cl-1.9.6", "2.2.0"})
 
 # Appwrite's Realtime abuse limits, both per 60 s fixed window.
 REALTIME_CONNECT_LIMIT = 128
@@ -228,15 +230,15 @@ class EmulatorConfig:
 
     @property
     def origin_loopback_aliases(self) -> bool:
-        """Only `main` (and so 2.x) lets 127.0.0.1 and [::1] stand for an allowed `localhost` in the
-        Origin check."""
-        return self.server in _NEWEST
+        """Only `main` lets 127.0.0.1 and [::1] stand for an allowed `localhost` in the Origin check
+        (a self-hosted rule: 2.2.0 keeps Cloud's, see _CLOUD_ORIGIN_RULE)."""
+        return self.server == "main"
 
     @property
     def origin_allows_localhost(self) -> bool:
-        """Self-hosted servers accept an Origin of `localhost` (the default `_APP_DOMAIN`); the
-        `cl-1.9.6` Cloud line does not. 2.x (and so the `cloud` alias) plays self-hosted `main`."""
-        return self.server not in _CLOUD_ONLY
+        """Self-hosted servers accept an Origin of `localhost` (the default `_APP_DOMAIN`); Cloud does
+        not, and 2.2.0 (what `cloud` plays) keeps Cloud's rule."""
+        return self.server not in _CLOUD_ORIGIN_RULE
 
     @property
     def origin_tauri_scheme(self) -> bool:
