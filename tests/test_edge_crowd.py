@@ -2,7 +2,9 @@
 memory limit, and 2,500 connections that each send 56 KiB of headers and then nothing, opened as
 fast as they go, from one IP and from 100. Before the caps it went from 54 to 340 MiB (the pod's
 limit is 256Mi); now its peak stays far under the limit, every refused connection is told why, and
-/livez from another address answers throughout."""
+/livez from another address keeps answering: refused (503 `server_busy`) at most while the crowd's
+requests are younger than STALLED_SECONDS (none of them may yet be closed to make room), far from
+the kubelet's three failed probes ten seconds apart."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import contextlib
 import http.client
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from appwrite_token_exchange.edge.connection_limits import STALLED_SECONDS
 
 from tests.support.processes import free_port, open_files_at_least, output_read, peak_rss_bytes, running
 
@@ -32,6 +36,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(180)
 class Seen:
     refusals: Counter[str] = field(default_factory=Counter)
     livez: list[int | str] = field(default_factory=list)
+    livez_at: list[float] = field(default_factory=list)
+
+    def longest_refusal_seconds(self) -> float:
+        """From a probe that was not answered 200 to the next that was, the longest such span."""
+        longest, since = 0.0, None
+        for status, at in zip(self.livez, self.livez_at, strict=True):
+            if status != 200 and since is None:
+                since = at
+            elif status == 200 and since is not None:
+                longest, since = max(longest, at - since), None
+        return longest if since is None else float("inf")
 
 
 async def stalled_connection(port: int, source: str, seen: Seen, held: list[asyncio.StreamWriter]) -> None:
@@ -61,6 +76,7 @@ def probe(port: int, seen: Seen, stop: threading.Event) -> None:
             seen.livez.append(type(error).__name__)
         finally:
             connection.close()
+            seen.livez_at.append(time.monotonic())
         stop.wait(0.1)
 
 
@@ -90,6 +106,9 @@ async def test_a_crowd_of_stalled_requests_stays_under_the_pod_limit(sources: in
     figures = f"peak RSS {peak / MIB:.1f} MiB; refusals {dict(seen.refusals)}; livez {Counter(seen.livez)}"
     print(figures)  # the numbers for the issue's note (pytest -s)
     assert peak < 160 * MIB, figures  # 256Mi is the limit; without the caps the crowd took 340 MiB
-    assert seen.livez and set(seen.livez) == {200}, figures
+    assert seen.livez and set(seen.livez) <= {200, 503} and seen.livez[-1] == 200, figures
+    # A probe refused only while no stalled request is old enough to make room (plus a loaded
+    # machine's scheduling); the kubelet restarts a pod after 3 failed probes 10 s apart.
+    assert seen.longest_refusal_seconds() < 2 * STALLED_SECONDS + 1, figures
     expected = {"too_many_requests_in_flight", "too_many_connections"} if sources == 1 else {"server_busy"}
     assert set(seen.refusals) - {"closed"} <= expected and seen.refusals.keys() & expected, figures
