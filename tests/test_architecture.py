@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"settings"},
     {"appwrite"},
     {"access"},
-    {"edge", "relay", "exchange"},
+    {"edge", "relay", "exchange", "revocation"},
     {"app", "check_config"},
     {"demo"},
     {"cli"},

@@ -11,6 +11,7 @@ from appwrite_token_exchange.access.origin import check_csrf
 from appwrite_token_exchange.access.sequence import admit, ask_appwrite, holding, identify
 from appwrite_token_exchange.appwrite.client import MintedToken, UpstreamError
 from appwrite_token_exchange.keys import (
+    ACCESS_LIMITS,
     APPWRITE,
     CLIENT_IP,
     METRICS,
@@ -65,6 +66,8 @@ async def _exchange(request: web.Request, audit_fields: dict[str, object]) -> we
         error.headers = {**admission.headers, **error.headers}
         raise
     jwt, claims = minted.jwt, minted.claims
+    if admission.user_id != claims.user_id:  # this session's first token (in a day): learn its id
+        await request.app[ACCESS_LIMITS].remember_session(caller.fingerprint, claims.session_id)
     audit_fields["user_id"] = claims.user_id
     expires_in = claims.expires_in(time.time())
     audit_fields["ttl_seconds"] = expires_in

@@ -47,6 +47,10 @@ PROBLEMS: dict[str, ProblemKind] = {
     "too_many_connections": ProblemKind(429, "Too many connections"),
     "too_many_requests_in_flight": ProblemKind(429, "Too many requests in flight"),
     "server_busy": ProblemKind(503, "Server busy"),
+    "webhook_signature_invalid": ProblemKind(401, "Webhook signature is not valid"),
+    "webhook_replayed": ProblemKind(409, "Webhook already received"),
+    "revocation_unauthorized": ProblemKind(401, "Revocation secret missing or wrong"),
+    "revocation_not_broadcast": ProblemKind(503, "Revocation not passed on to every replica"),
     "internal_error": ProblemKind(500, "Internal error"),
 }
 

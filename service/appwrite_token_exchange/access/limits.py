@@ -177,6 +177,23 @@ class AccessLimits:
         if reserved is not None:
             await self._state.give_back(reserved)
 
+    async def remember_session(self, session_fingerprint: str, session_id: str) -> None:
+        """Which fingerprint a session id is (learned from a token's claims), so a revocation that
+        names the session by its id (Appwrite's webhook, the app's kick) finds its sockets and cache."""
+        if len(session_id) <= _MAX_CACHED_USER_ID:
+            key = _cache_key("sid", self._keyed_hash(session_id))
+            await self._state.set_cached(key, session_fingerprint, SESSION_USER_TTL_SECONDS)
+
+    async def session_fingerprint(self, session_id: str) -> str | None:
+        """The fingerprint of a session id seen on the token route (None: never seen, or forgotten)."""
+        [fingerprint] = await self._state.get_cached(_cache_key("sid", self._keyed_hash(session_id)))
+        return fingerprint
+
+    async def revoked(self, session_fingerprint: str) -> None:
+        """A revoked session is answered 401 at once, on both routes and every replica, for as long as
+        a session plausibly lives (it may still be valid in Appwrite: the app's kick)."""
+        await self._state.set_cached(_cache_key("invalid", session_fingerprint), "1", SESSION_USER_TTL_SECONDS)
+
     async def rejected(self, admission: Admission) -> None:
         """Remember a session Appwrite refused, so a flood of dead cookies stays off Appwrite."""
         await self._state.set_cached(_cache_key("invalid", admission.session_fingerprint), "1", self._invalid_ttl)

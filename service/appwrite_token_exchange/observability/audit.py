@@ -23,3 +23,11 @@ def relay_opened(**fields: Any) -> None:
 
 def relay_closed(**fields: Any) -> None:
     _log.info("relay.closed", **fields)
+
+
+def revocation(**fields: Any) -> None:
+    _log.info("revocation", **fields)
+
+
+def revocation_refused(reason: str, **fields: Any) -> None:
+    _log.warning("revocation.refused", reason=reason, **fields)

@@ -110,11 +110,10 @@ async def relay(request: web.Request) -> web.StreamResponse:
             spanned.end()
             # This frame lives as long as the socket, thousands of times over: what only the
             # handshake needed goes now.
+            fingerprint = caller.fingerprint
             del caller, admission, handshake
-            if translate:
-                await TranslatingRelay(request, client, upstream, session, fields).run()
-            else:
-                await Relay(request, client, upstream, session, fields).run()
+            pump = TranslatingRelay if translate else Relay
+            await pump(request, client, upstream, session, fields, fingerprint).run()
         return client
     except BaseException as error:
         spanned.end(error)

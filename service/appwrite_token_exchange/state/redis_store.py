@@ -286,6 +286,10 @@ class RedisState:
     async def ping(self) -> None:
         await self._client.ping()
 
+    async def add_once(self, key: str, ttl: int) -> bool:
+        """True the first time `key` is added within `ttl` seconds (SET NX: atomic across replicas)."""
+        return bool(await self._client.set(f"{self._prefix}:once:{key}", b"1", nx=True, ex=ttl))
+
     async def get_cached(self, keys: list[str]) -> list[object]:
         """Several cache entries in one call: the callers' keys share a hash tag (one slot)."""
         values: list[object] = await self.cache.multi_get(keys)

@@ -338,6 +338,17 @@ class State:
         if isinstance(await self._on_redis(lambda redis: redis.cache.set(key, value, ttl=ttl)), _Unavailable):
             await self._memory_cache.set(key, value, ttl=ttl)
 
+    async def add_once(self, key: str, ttl: int) -> bool:
+        """True the first time `key` is added within `ttl` seconds; False while it is still there."""
+        added = await self._on_redis(lambda redis: redis.add_once(key, ttl))
+        if isinstance(added, _Unavailable):
+            once_key = f"once:{key}"
+            if await self._memory_cache.exists(once_key):
+                return False
+            await self._memory_cache.set(once_key, "1", ttl=ttl)
+            return True
+        return added
+
     async def _on_redis(self, call: Callable[[RedisState], Awaitable[T]]) -> T | _Unavailable:
         """The call's result, or _UNAVAILABLE when there is no Redis, or it is down, or it just failed."""
         redis = self._redis
