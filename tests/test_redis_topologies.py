@@ -103,6 +103,7 @@ class Run:
     http: aiohttp.ClientSession
     ports: list[int]
     cookie: str
+    emulator_url: str = ""
     statuses: list[int] = field(default_factory=list)
     retried_503: int = 0
 
@@ -179,7 +180,7 @@ async def two_services(redis_url: str, **env: str) -> AsyncIterator[Run]:
             user_id = (await r.json())["userId"]
         async with http.post(f"{emulator_url}/_emulator/sessions", json={"userId": user_id}) as r:
             cookie = (await r.json())["secret"]
-        yield Run(http, ports, cookie)
+        yield Run(http, ports, cookie, emulator_url)
 
 
 @pytest.mark.timeout(120)
