@@ -107,6 +107,12 @@ export interface RealtimeAuth {
 
 export declare const DEFAULT_TOKEN_URL: '/v1/realtime/token';
 
+/** The reasons the relay gives, with close code 1008, when a socket's session is over. */
+export declare const RELAY_SIGN_OUT_REASONS: readonly ['signed_out', 'session_ended'];
+
+/** True for a relayed socket's `close` event that means the session is over (read it as signed-out). */
+export declare function closedBySignOut(event: { code?: number; reason?: string } | null | undefined): boolean;
+
 export declare class RealtimeAuthError extends Error {
   constructor(status: string, code?: string, httpStatus?: number);
   readonly name: 'RealtimeAuthError';

@@ -42,6 +42,18 @@ const JWT_AND_COOKIE = /\bJWT and cookie\b/i;
  * Why `ready()` rejected: the helper reached a final state before a token was set.
  * Carries the status and the problem `code`, never a token.
  */
+/**
+ * Why the relay closes a socket when its session is over, with close code 1008 (which stops the
+ * SDK): 'signed_out' (the app or Appwrite's webhook revoked it) or 'session_ended' (Appwrite
+ * refused it on a re-check). Pages on the relay read such a close as `signed-out`.
+ */
+export const RELAY_SIGN_OUT_REASONS = Object.freeze(['signed_out', 'session_ended']);
+
+/** @param {{ code?: number, reason?: string } | null | undefined} event a socket's `close` event */
+export function closedBySignOut(event) {
+  return event?.code === 1008 && RELAY_SIGN_OUT_REASONS.includes(event.reason ?? '');
+}
+
 export class RealtimeAuthError extends Error {
   /**
    * @param {string} status final status ('signed-out', 'unsupported', 'error' or 'stopped')

@@ -15,7 +15,7 @@
  * `subscribed {id}`, `refused {id?, reason}`, `event {id, event}`.
  */
 
-import { DEFAULT_TOKEN_URL, realtimeAuth } from './realtime-auth.js';
+import { closedBySignOut, DEFAULT_TOKEN_URL, realtimeAuth } from './realtime-auth.js';
 
 /** A tab holds this Web Lock while it lives; the hub taking it means the tab is gone. */
 export const TAB_LOCK_PREFIX = 'appwrite-realtime-tab ';
@@ -81,7 +81,11 @@ export function createRealtimeHub(sdk, env = {}) {
         // not a frame of interest
       }
     });
-    socket.addEventListener('close', (/** @type {CloseEvent} */ event) => setSocket(current, { state: 'closed', code: event.code }));
+    socket.addEventListener('close', (/** @type {CloseEvent} */ event) => {
+      setSocket(current, { state: 'closed', code: event.code });
+      // The relay closed it because the session is over (revoked, or refused on a re-check).
+      if (closedBySignOut(event)) report(current, 'signed-out', { code: event.reason });
+    });
   }
 
   function setSocket(current, socket) {

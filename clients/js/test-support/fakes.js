@@ -235,10 +235,10 @@ export class FakeWebSocket extends EventTarget {
     this.dispatchEvent(new MessageEvent('message', { data: JSON.stringify(frame) }));
   }
 
-  serverClose(code = 1006) {
+  serverClose(code = 1006, reason = '') {
     if (this.readyState === FakeWebSocket.CLOSED) return;
     this.readyState = FakeWebSocket.CLOSED;
-    this.dispatchEvent(Object.assign(new Event('close'), { code, reason: '' }));
+    this.dispatchEvent(Object.assign(new Event('close'), { code, reason }));
   }
 
   jwtParam() {

@@ -60,7 +60,7 @@ test('installed from the tarball: Node resolves the export, tsc checks a consume
     const script = `import('${specifier}').then((m) => console.log(Object.keys(m).sort().join(',')))`;
     return execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8' }).trim().split(',');
   };
-  assert.deepEqual(exportsOf(manifest.name), ['DEFAULT_TOKEN_URL', 'RealtimeAuthError', 'realtimeAuth']);
+  assert.deepEqual(exportsOf(manifest.name), ['DEFAULT_TOKEN_URL', 'RELAY_SIGN_OUT_REASONS', 'RealtimeAuthError', 'closedBySignOut', 'realtimeAuth']);
   assert.deepEqual(exportsOf(`${manifest.name}/shared`), ['sharedRealtime']);
   assert.deepEqual(exportsOf(`${manifest.name}/hub`), ['TAB_LOCK_PREFIX', 'createRealtimeHub', 'serveSharedRealtime']);
 

@@ -178,6 +178,27 @@ test('signed out: every tab is told, the socket is closed, and a tab that says h
   assert.deepEqual(c.statuses.map((s) => s.status), ['authenticated']);
 });
 
+for (const reason of ['signed_out', 'session_ended']) {
+  test(`on the relay, a socket closed 1008 '${reason}' signs every tab out`, async () => {
+    const { tab } = browser({ script: [] });
+    const relayEndpoint = 'wss://app.test/v1';
+    const [a, b] = [tab({ relayEndpoint }), tab({ relayEndpoint })];
+    const ws = await subscribedOnOneSocket([a, b]);
+    ws.serverClose(1008, reason);
+    await until(() => b.statuses.at(-1)?.status === 'signed-out');
+    assert.deepEqual(a.statuses.at(-1), { status: 'signed-out', detail: { code: reason } });
+  });
+}
+
+test('on the relay, other closes (1008 for a policy, 1006) are not a sign-out', async () => {
+  const { tab } = browser({ script: [] });
+  const a = tab({ relayEndpoint: 'wss://app.test/v1' });
+  const ws = await subscribedOnOneSocket([a]);
+  ws.serverClose(1008, 'too_many_subscriptions');
+  await until(() => a.sockets.at(-1)?.state === 'closed');
+  assert.ok(!a.statuses.some((s) => s.status === 'signed-out'), inspect(a.statuses));
+});
+
 test('a tab whose settings differ from the running hub\'s runs its own hub', async () => {
   const { tab } = browser({ script: [tokenResponse('jwt-1', 60), tokenResponse('jwt-2', 60)] });
   const a = tab();
