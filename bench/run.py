@@ -30,11 +30,12 @@ from bench.relay_population_text import population_text
 from bench.relay_tls import TlsResult, tls_bench, tls_text
 from bench.replicas import Replicas, replicas_bench
 from bench.report import markdown_table, paired, targets, targets_markdown, targets_text, text_table
+from bench.revocation import RevocationResult, revocation_bench
 from bench.scale import StateSize, state_sizes, state_text
 from bench.topologies import RedisFootprint, footprint, round_trips, service_child_issued, topologies
 from bench.upstream import PROJECT, create_sessions, start_emulator, start_redis, write_sessions
 
-PARTS = ("exchange", "topologies", "connections", "replicas", "state", "flatness", "relay", "profile")
+PARTS = ("exchange", "topologies", "connections", "replicas", "state", "flatness", "relay", "revocation", "profile")
 STATE_SIZES = "10000,100000,1000000"
 DEFAULT_OUT = Path(__file__).with_name("results")
 
@@ -66,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--relay-large-mib", type=float, default=5.0, help="the large event's payload, MiB")
     parser.add_argument("--relay-tls-sockets", type=int, default=1000,
                         help="pages per server in the ws:// and wss:// upstream rows (bench/relay_tls.py)")
+    parser.add_argument("--revocation-sockets", type=int, default=1000,
+                        help="one user's relayed sockets over two replicas, closed by one revocation")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-configs", default="memory,redis", help="which service rows to profile")
     parser.add_argument("--sut-cpu", type=int, default=None, help="the CPU for the system under test")
@@ -76,6 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.flatness, args.relay_sockets, args.relay_events = "200,1000", 20, 10
         args.relay_fanouts, args.relay_storm_frames, args.relay_large_sockets, args.relay_large_mib = 2, 30, 5, 1.0
         args.relay_tls_sockets = 20
+        args.revocation_sockets = 20
         args.connections, args.state_sizes = "64", "1000,2000"
         args.parts = ",".join(p for p in args.parts.split(",") if p != "profile")
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -185,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     by_connections: dict[int, list[Row]] = {}
     sizes: list[StateSize] = []
     two: Replicas | None = None
+    revoked: RevocationResult | None = None
     first, second = (int(v) for v in args.flatness.split(","))
     with Children(logs) as children, topologies(cores.rest, "topologies" in args.parts) as rigs:
         if {"exchange", "connections", "replicas", "flatness", "profile"} & set(args.parts):
@@ -245,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             population = population_bench(children, cores, out, scale, log)
             log(f"relay by upstream scheme: {args.relay_tls_sockets:,} pages per server, ws:// and wss://")
             tls = tls_bench(children, cores, out, args.relay_tls_sockets, log)
+        if "revocation" in args.parts:
+            log(f"revocation: {args.revocation_sockets:,} sockets of one user on two replicas, one revocation")
+            revoked = revocation_bench(children, cores, args.revocation_sockets, max(1, args.rounds // 2), log)
     elapsed = time.monotonic() - began
     found = targets({r.key: r for r in rows}, flat, relay, sizes, population)
     row_by_key = {r.key: r for r in rows}
@@ -287,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         print(population_text(population))
     if tls is not None:
         print(tls_text(tls))
+    if revoked is not None:
+        print(revoked.text())
     for key, profile in profiles.items():
         row = row_by_key.get(key)
         print(f"\nprofile of '{key}'" + (f" (µs scaled to its {row.cpu_us:.0f} µs per exchange)" if row else ""))
@@ -307,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "connections": {str(c): [r.to_json() for r in rs] for c, rs in by_connections.items()},
         "state_sizes": [s.to_json() for s in sizes],
         "replicas": two.to_json() if two else None,
+        "revocation": revoked.to_json() if revoked else None,
         "profiles": {k: p.to_json() for k, p in profiles.items()},
         "targets": [{"name": t.name, "shown": t.shown, "verdict": t.verdict} for t in found],
         "elapsed_seconds": round(elapsed, 1),

@@ -148,6 +148,7 @@ def unreadable_file(tmp_path: Path) -> str:
     {"APPWRITE_JWT_SECRET_FILE": "UNREADABLE"},
     {"REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},  # without STATE_HASH_KEY
     {"APPWRITE_PROJECT_ID": ""},
+    {"RELAY_EVENT_RULES_FILE": "UNREADABLE"},  # serve reads it as it starts, check-config before it checks
 ])
 async def test_a_bad_setting_gets_the_message_and_code_serve_gives(
     emulator: Emulator, unreadable_file: str, bad: dict[str, str]
@@ -171,6 +172,24 @@ async def test_a_bad_setting_in_json(emulator: Emulator) -> None:
     assert (report["result"], report["exit_code"]) == ("configuration_error", 2)
     assert report["checks"] == [{"name": "settings", "status": "failed",
                                  "detail": "TOKEN_TTL_SECONDS: must be between 1 and 3600, got 0"}]
+
+
+async def test_the_event_rules_are_read_as_serve_reads_them(emulator: Emulator, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    await asyncio.to_thread(rules.write_text, '{"rules": [{"channels": ["account"], "remove": ["email"]}, '
+                            '{"events": ["*"], "drop": true}]}')
+    run = await check_config(**base_env(emulator, RELAY_EVENT_RULES_FILE=str(rules)))
+    assert run.code == 0
+    assert run.fact("event rules") == f"2 rule(s) from {rules}, re-read when it changes"
+    await asyncio.to_thread(rules.write_text, '{"rules": [{"channels": ["account"], "drop": true, "remove": ["email"]}]}')
+    env = {**base_env(emulator, RELAY_EVENT_RULES_FILE=str(rules)), "HOST": "127.0.0.1", "PORT": str(free_port())}
+    checked, served = await asyncio.gather(check_config(**env), token_exchange("serve", env=env))
+    assert served.code == checked.code == 2
+    assert checked.stderr == served.stderr == (
+        'token-exchange: configuration error: RELAY_EVENT_RULES_FILE: rule 0: a "drop" rule withholds the whole '
+        'event; "allow" or "remove" beside it would never apply\n')
+    unset = await check_config(**base_env(emulator))
+    assert unset.fact("event rules") == "none (RELAY_EVENT_RULES_FILE is not set): events pass unchanged"
 
 
 async def test_an_unreadable_session_file_is_a_configuration_error(emulator: Emulator, unreadable_file: str) -> None:

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import time
-from typing import Any
 
 import aiohttp
 import pytest

@@ -83,7 +83,8 @@ def test_the_configmap_sets_only_declared_settings_and_their_defaults() -> None:
     for key, value in values.items():
         if key.startswith("OTEL_"):
             continue  # OpenTelemetry's own variables (README, "Tracing")
-        base = key.removesuffix("_FILE")
+        # A setting may itself name a file (RELAY_EVENT_RULES_FILE); any other NAME_FILE is a secret's file form.
+        base = key if key in DECLARED else key.removesuffix("_FILE")
         assert base in DECLARED, f"config.env sets {key}, which no setting reads"
         if key != base:
             assert DECLARED[base].secret and value == "", f"{key}: only a secret has a file form, empty by default"

@@ -35,6 +35,7 @@ from appwrite_token_exchange.keys import (
     RELAY_SLOTS,
     RELAY_URL_CHANNELS,
     RELAYS,
+    REVOKER,
     SETTINGS,
     STATE,
     TRACING,
@@ -44,12 +45,22 @@ from appwrite_token_exchange.lifecycle import Lifecycle
 from appwrite_token_exchange.observability.log_once import LogOnce
 from appwrite_token_exchange.observability.metrics import Metrics
 from appwrite_token_exchange.observability.tracing import Tracer, create_tracing, tracing_middleware
-from appwrite_token_exchange.paths import RELAY_PATH, TOKEN_PATH
+from appwrite_token_exchange.paths import (
+    INTERNAL_SESSION_SOCKETS_PATH,
+    INTERNAL_USER_SOCKETS_PATH,
+    RELAY_PATH,
+    TOKEN_PATH,
+    WEBHOOK_PATH,
+)
 from appwrite_token_exchange.relay.budget import ByteBudget
+from appwrite_token_exchange.relay.event_rules import watch_rules
 from appwrite_token_exchange.relay.handler import relay
 from appwrite_token_exchange.relay.pump import SHUTDOWN_SPREAD_SECONDS, Relay
 from appwrite_token_exchange.relay.slots import RelaySlots
 from appwrite_token_exchange.relay.translate import UrlChannels
+from appwrite_token_exchange.revocation.bus import RevocationBus
+from appwrite_token_exchange.revocation.revoker import Revoker
+from appwrite_token_exchange.revocation.routes import appwrite_webhook, revoke_session, revoke_user
 from appwrite_token_exchange.settings import Settings
 from appwrite_token_exchange.state.redis_store import RedisState
 from appwrite_token_exchange.state.redis_url import RedisConfig, parse_redis_url
@@ -92,11 +103,14 @@ def create_app(settings: Settings) -> web.Application:
                        lambda: edge.request_bytes, settings.max_request_bytes_in_flight)
     app[RELAYS] = set()
     app[LIFECYCLE].on_drain.append(lambda: _close_relays(app))
+    relays: set[Relay] = app[RELAYS]
+    app[REVOKER] = Revoker(relays, metrics, lambda fingerprint: app[ACCESS_LIMITS].revoked(fingerprint))
     app[RELAY_SLOTS] = RelaySlots.from_settings(settings)
     app[RELAY_BUDGET] = ByteBudget(settings.relay_max_bytes_in_flight)
     app[APPWRITE_VERSION] = AppwriteVersion(settings.appwrite_endpoint)
     app[RELAY_URL_CHANNELS] = UrlChannels(settings, app[APPWRITE_VERSION])
     app[LOGGED_ONCE] = LogOnce()
+    app.cleanup_ctx.append(watch_rules)  # before anything opens: a bad rules file stops the start
     # Tracing first, so it is flushed last. State next: when REDIS_URL is unusable at boot it
     # refuses to start before anything is open.
     app.cleanup_ctx.append(_tracing)
@@ -107,6 +121,11 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_start_drain)
     app.router.add_post(TOKEN_PATH, issue_token)
     app.router.add_get(RELAY_PATH, relay, allow_head=False)
+    if settings.webhook_signature_keys:
+        app.router.add_post(WEBHOOK_PATH, appwrite_webhook)
+    if settings.revocation_secrets:
+        app.router.add_delete(INTERNAL_USER_SOCKETS_PATH, revoke_user)
+        app.router.add_delete(INTERNAL_SESSION_SOCKETS_PATH, revoke_session)
     app.router.add_get("/livez", livez, allow_head=True)
     app.router.add_get("/readyz", Readiness().handle, allow_head=True)
     app.router.add_get("/metrics", metrics.handler)
@@ -155,13 +174,20 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
     app[STATE] = state
     app[ACCESS_LIMITS] = AccessLimits(settings, state, metrics, app[FINGERPRINTER])
     app[READINESS_CHECKS]["state"] = state.readiness
-    sweeper = asyncio.create_task(state.sweep_forever(), name="memory-state-sweep")
+    background = [asyncio.create_task(state.sweep_forever(), name="memory-state-sweep")]
+    if client is not None:
+        # Revocations reach every replica through the same Redis (revocation/bus.py).
+        bus = app[REVOKER].bus = RevocationBus(client, app[REVOKER].deliver)
+        app[READINESS_CHECKS]["revocation"] = bus.readiness
+        background.append(asyncio.create_task(bus.listen_forever(), name="revocation-bus"))
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if client is not None:
             await close_client(client)
 

@@ -40,6 +40,7 @@ from appwrite_token_exchange.appwrite.client import (
 )
 from appwrite_token_exchange.env import EnvReader
 from appwrite_token_exchange.rate_limit import RateLimit
+from appwrite_token_exchange.relay.event_rules import Rules, read_rules
 from appwrite_token_exchange.relay.translate import needs_channels_in_url
 from appwrite_token_exchange.settings import Settings, SettingsError
 from appwrite_token_exchange.state.redis_store import RedisState
@@ -83,11 +84,18 @@ def check_session(env: Mapping[str, str]) -> str | None:
     return EnvReader(env).secret(CHECK_SESSION)
 
 
-async def run_checks(settings: Settings, session: str | None) -> Report:
+def check_event_rules(settings: Settings) -> Rules | None:
+    """The rules of RELAY_EVENT_RULES_FILE, read and checked as serve reads them at start (before
+    the event loop runs); None when it is not set. Raises SettingsError with serve's message: a
+    file serve would refuse to start with is a configuration error here too."""
+    return read_rules(settings.relay_event_rules_file) if settings.relay_event_rules_file else None
+
+
+async def run_checks(settings: Settings, session: str | None, rules: Rules | None = None) -> Report:
     """Appwrite and Redis are checked at once; each call is bounded by the configured timeouts."""
     (appwrite, version), redis = await asyncio.gather(_check_appwrite(settings, session), _check_redis(settings))
     settings_ok = Outcome("settings", "ok", "valid (read from the environment as serve reads it)")
-    return Report(_facts(settings, version), (settings_ok, redis, *appwrite))
+    return Report(_facts(settings, version, rules), (settings_ok, redis, *appwrite))
 
 
 async def _check_appwrite(settings: Settings, session: str | None) -> tuple[list[Outcome], str | None]:
@@ -192,7 +200,7 @@ async def _check_redis(settings: Settings) -> Outcome:
     return Outcome("redis", "ok", f"{_describe_redis(config)}: answers, accepts the credentials, runs the scripts")
 
 
-def _facts(settings: Settings, version: str | None) -> tuple[tuple[str, str], ...]:
+def _facts(settings: Settings, version: str | None, rules: Rules | None = None) -> tuple[tuple[str, str], ...]:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     origins = ", ".join(sorted(settings.allowed_origins)) or "none (same-origin pages only)"
     limits = ", ".join(
@@ -212,6 +220,8 @@ def _facts(settings: Settings, version: str | None) -> tuple[tuple[str, str], ..
         ("state", state),
         ("rate limits", limits),
         ("relay", _relay(settings, version)),
+        ("event rules", f"{len(rules.rules)} rule(s) from {settings.relay_event_rules_file}, re-read when it changes"
+                        if rules is not None else "none (RELAY_EVENT_RULES_FILE is not set): events pass unchanged"),
         ("tracing", _tracing(settings)),
     )
 

@@ -127,6 +127,7 @@ def _check_config(as_json: bool) -> int:
         # Files (the *_FILE secrets) are read here, before the event loop runs, as serve reads them.
         settings = Settings.from_env(os.environ)
         session = check_config.check_session(os.environ)
+        rules = check_config.check_event_rules(settings)
     except SettingsError as error:
         if as_json:
             sys.stdout.write(check_config.render_settings_error_json(error, version()))
@@ -134,7 +135,7 @@ def _check_config(as_json: bool) -> int:
     # The report says what the service's log lines would (an Appwrite misconfiguration, say): none
     # of them is printed beside it.
     configure_logging("critical", "console", sys.stderr)
-    report = _run(check_config.run_checks(settings, session))
+    report = _run(check_config.run_checks(settings, session, rules))
     render = check_config.render_json if as_json else check_config.render_text
     sys.stdout.write(render(report, version()))
     return report.exit_code

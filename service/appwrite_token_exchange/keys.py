@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from appwrite_token_exchange.observability.metrics import Metrics
     from appwrite_token_exchange.observability.tracing import Tracer
     from appwrite_token_exchange.relay.budget import ByteBudget
+    from appwrite_token_exchange.relay.event_rules import EventRules
     from appwrite_token_exchange.relay.pump import Relay
     from appwrite_token_exchange.relay.slots import RelaySlots
     from appwrite_token_exchange.relay.translate import UrlChannels
+    from appwrite_token_exchange.revocation.revoker import Revoker
     from appwrite_token_exchange.settings import Settings
     from appwrite_token_exchange.state.store import State
 
@@ -51,9 +53,12 @@ STATE: web.AppKey[State] = web.AppKey("state")
 ACCESS_LIMITS: web.AppKey[AccessLimits] = web.AppKey("access_limits")
 UPSTREAM_GUARD: web.AppKey[UpstreamGuard] = web.AppKey("upstream_guard")
 RELAYS: web.AppKey[set[Relay]] = web.AppKey("relays")
+REVOKER: web.AppKey[Revoker] = web.AppKey("revoker")
 # Relayed-socket slots: the process cap and each client IP's, session's and user's share.
 RELAY_SLOTS: web.AppKey[RelaySlots] = web.AppKey("relay_slots")
 RELAY_BUDGET: web.AppKey[ByteBudget] = web.AppKey("relay_budget")
+# The event rules in force (RELAY_EVENT_RULES_FILE), read by each relayed event.
+EVENT_RULES: web.AppKey[EventRules] = web.AppKey("event_rules")
 # What the crowd at the edge holds against its caps (connections, requests in flight).
 CONNECTION_LIMITS: web.AppKey[ConnectionLimits] = web.AppKey("connection_limits")
 # Whether the relay puts a page's channels into the upstream URL (servers 1.8.x and 1.9.0).

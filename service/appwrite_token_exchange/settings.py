@@ -184,6 +184,11 @@ class Settings:
     relay_max_event_bytes: int = setting(
         "RELAY_MAX_EVENT_BYTES", "16777216", "largest event (bytes) the relay passes from Appwrite to a page",
         integer(64_000, 1024 * 1024 * 1024))
+    # Which fields of each event reach the page (relay/event_rules.py): read at start, where a bad
+    # file stops the service like any bad setting, then re-read whenever it changes.
+    relay_event_rules_file: str = setting(
+        "RELAY_EVENT_RULES_FILE", "", "a JSON file of rules that remove fields from Realtime events, keep only "
+        "some, or withhold the event, by channel and event name", _text)
     # What a request may cost before it is authenticated: time to send its headers and body,
     # and the bytes of all its header lines together.
     request_read_timeout_seconds: float = setting(
@@ -218,6 +223,18 @@ class Settings:
     memory_state_max_entries: int = setting(
         "MEMORY_STATE_MAX_ENTRIES", "100000", "entries the in-memory state keeps at most",
         integer(100, 100_000_000))
+    # Sign-out at once (revocation/): Appwrite's webhook, and the app's own kick. Unset: no route.
+    webhook_signature_keys: tuple[str, ...] = setting(
+        "APPWRITE_WEBHOOK_SIGNATURE_KEY", "", "the signature key of the Appwrite webhook that reports sign-outs "
+        "(several, comma-separated, while one is rotated); unset: no webhook route",
+        lambda reader, name, default: reader.secrets(name), secret=True)
+    webhook_url: str = setting(
+        "APPWRITE_WEBHOOK_URL", "", "that webhook's URL exactly as set in Appwrite (Appwrite signs it with the body)",
+        _text)
+    revocation_secrets: tuple[str, ...] = setting(
+        "REVOCATION_SECRET", "", "bearer secret of the internal sign-out routes (several, comma-separated, while one "
+        "is rotated); unset: no internal route",
+        lambda reader, name, default: reader.secrets(name), secret=True)
     # OpenTelemetry tracing from the standard OTEL_* variables; None = off (README, "Tracing").
     tracing: TracingConfig | None = None
     # RELAY_MAX_SOCKETS and RELAY_MAX_BYTES_IN_FLIGHT as set or derived, and why.
@@ -279,10 +296,24 @@ class Settings:
             state_hash_key=hash_key.encode() if hash_key is not None else None,
             tracing=tracing,
         )
+        _check_revocation(settings)
         if settings.relay_max_event_bytes > settings.relay_max_bytes_in_flight:
             raise SettingsError("RELAY_MAX_EVENT_BYTES",
                                 f"must not exceed RELAY_MAX_BYTES_IN_FLIGHT ({settings.relay_max_bytes_in_flight})")
         return settings
+
+
+def _check_revocation(settings: Settings) -> None:
+    if settings.webhook_signature_keys:
+        url = urlsplit(settings.webhook_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise SettingsError("APPWRITE_WEBHOOK_URL", "is required with APPWRITE_WEBHOOK_SIGNATURE_KEY: the "
+                                "webhook's URL exactly as set in Appwrite (it signs the URL with the body)")
+    elif settings.webhook_url:
+        raise SettingsError("APPWRITE_WEBHOOK_SIGNATURE_KEY", "is required with APPWRITE_WEBHOOK_URL: the webhook's "
+                            "signature key from Appwrite")
+    if any(len(secret) < 16 for secret in settings.revocation_secrets):
+        raise SettingsError("REVOCATION_SECRET", "must be at least 16 characters")
 
 
 # Read into REDIS_URL at start (redis_url.with_redis_passwords), so they have no field of their own.

@@ -78,6 +78,15 @@ class Metrics:
         self.relay_closes = Counter(
             "relay_closes", "Relayed sockets closed, by reason.", ["reason"], namespace=ns, registry=r
         )
+        # The event rules in force (RELAY_EVENT_RULES_FILE) and the new versions refused: a failure
+        # means the file on disk is not what the relay applies.
+        self.event_rules = Gauge(
+            "relay_event_rules", "Event rules the relay applies now (RELAY_EVENT_RULES_FILE).", namespace=ns, registry=r
+        )
+        self.event_rules_failed = Counter(
+            "relay_event_rules_reload_failures", "New versions of the event rules file refused as invalid (the old "
+            "rules stay).", namespace=ns, registry=r,
+        )
         # The HTTP edge's crowd against its caps (edge/connection_limits.py).
         self.connections_open = Gauge(
             "http_connections_open", "Client connections open now, relayed sockets included.", namespace=ns, registry=r
@@ -95,6 +104,15 @@ class Metrics:
         self.edge_refusals = Counter(
             "http_edge_refusals", "Connections and requests refused at the caps, by problem code.", ["code"],
             namespace=ns, registry=r,
+        )
+        # Sign-outs made to take effect at once (revocation/): what was asked, and what was refused.
+        self.revocations = Counter(
+            "revocations", "Revocations received, by source (webhook, internal, broadcast) and action (closed, "
+            "rechecked, ignored).", ["source", "action"], namespace=ns, registry=r,
+        )
+        self.revocation_refusals = Counter(
+            "revocation_refusals", "Revocation requests refused, by reason (signature, replayed, unauthorized, "
+            "malformed).", ["reason"], namespace=ns, registry=r,
         )
         # Hot-path label children, looked up once (the label sets are small and fixed).
         self._exchange_children: dict[str, Counter] = {}

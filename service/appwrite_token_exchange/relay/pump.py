@@ -17,6 +17,7 @@ from aiohttp.http_websocket import WSMessageTextBytes
 from appwrite_token_exchange.appwrite.client import UpstreamError
 from appwrite_token_exchange.keys import (
     APPWRITE,
+    EVENT_RULES,
     HANDSHAKE_SPAN,
     LIFECYCLE,
     METRICS,
@@ -59,6 +60,7 @@ class Relay:
         "_close_code",
         "_close_reason",
         "_fields",
+        "_fingerprint",
         "_frames",
         "_handshake_span",
         "_metrics",
@@ -81,8 +83,10 @@ class Relay:
         upstream: Upstream,
         session: str,
         fields: dict[str, object],
+        fingerprint: str = "",
     ) -> None:
         self._app = request.app
+        self._fingerprint = fingerprint  # the session's keyed hash: what a revocation names it by
         self._client = client
         self._upstream = upstream
         self._session = session
@@ -159,6 +163,28 @@ class Relay:
         if self._pump is not None and not self._stopped:
             self._stopped = True
             self._pump.cancel()
+
+    @property
+    def user_id(self) -> object:
+        return self._fields.get("user_id")
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def sign_out(self) -> None:
+        """Revoked (the app's kick, or Appwrite deleted the session): closed now with 1008, which
+        stops the SDK, and a reason the helper reads as signed-out."""
+        self.stop("signed_out", WSCloseCode.POLICY_VIOLATION)
+
+    def recheck_now(self) -> None:
+        """Appwrite may have ended the session (its webhook said so): ask it now, not at the next
+        RELAY_REVALIDATE_SECONDS; a refused session closes the socket with `session_ended`."""
+        if self._recheck is not None and not self._recheck.done():
+            return  # a re-check is already asking
+        if self._recheck_timer is not None:
+            self._recheck_timer.cancel()
+        self._recheck_due()
 
     def stop_within(self, seconds: float) -> None:
         """On SIGTERM: closed at random within `seconds`, so pages do not all reconnect at once."""
@@ -257,10 +283,18 @@ class Relay:
         self._upstream_ended(self._upstream)
 
     async def _pass_on(self, message: aiohttp.WSMessage | WSMessageTextBytes) -> None:
-        if message.type is WSMsgType.TEXT:
-            await self._send_client_text(message.data)  # as Appwrite sent it: never decoded
+        data: str | bytes | None = message.data
+        rules = self._app[EVENT_RULES].current
+        if rules is not None:
+            # Only with event rules is Appwrite's text decoded (and an event re-encoded when a rule
+            # changes it); without, it passes as Appwrite sent it.
+            data = rules.apply_frame(message.data)
+        if data is None:
+            pass  # an event the rules withhold from the page
+        elif message.type is WSMsgType.TEXT:
+            await self._send_client_text(data)
         else:
-            await self._send_client_bytes(message.data)
+            await self._send_client_bytes(data if isinstance(data, bytes) else data.encode())
         self._budget.passed_on(self._upstream, message.data)
 
     def _upstream_ended(self, upstream: Upstream) -> None:

@@ -68,7 +68,7 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appwrite_token_exchange.appwrite.version import AppwriteVersion, at_least
-from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, RELAY_URL_CHANNELS, SETTINGS
+from appwrite_token_exchange.keys import ACCESS_LIMITS, CLIENT_IP, EVENT_RULES, RELAY_URL_CHANNELS, SETTINGS
 from appwrite_token_exchange.problems import ProblemError
 from appwrite_token_exchange.relay.php_query import PhpKey
 from appwrite_token_exchange.relay.policy import (
@@ -184,8 +184,9 @@ class TranslatingRelay(Relay):
         upstream: Upstream,
         session: str,
         fields: dict[str, object],
+        fingerprint: str = "",
     ) -> None:
-        super().__init__(request, client, upstream, session, fields)
+        super().__init__(request, client, upstream, session, fields, fingerprint)
         self._request = request
         self._channels: tuple[str, ...] = BOOTSTRAP_CHANNELS
         # When this socket last reopened upstream, oldest first (RELAY_RECONNECTS_PER_SOCKET).
@@ -264,7 +265,11 @@ class TranslatingRelay(Relay):
             ids = self._not_yet_sent(upstream, data, ids)
         if not ids:
             return
-        await self._send_client_text(json.dumps({"type": "event", "data": {**data, "subscriptions": ids}}))
+        rules = self._app[EVENT_RULES].current
+        shown = data if rules is None else rules.apply(data)
+        if shown is None:
+            return  # an event the rules withhold from the page
+        await self._send_client_text(json.dumps({"type": "event", "data": {**shown, "subscriptions": ids}}))
 
     def _routed(self, upstream: Upstream, data: dict[str, Any]) -> list[str]:
         """The page's subscriptions an event read on `upstream` is for. A socket with query slots

@@ -55,3 +55,7 @@ class TracedRedisState(RedisState):
     async def get_cached(self, keys: list[str]) -> list[object]:
         with self._span("get_cached", "MGET"):
             return await super().get_cached(keys)
+
+    async def add_once(self, key: str, ttl: int) -> bool:
+        with self._span("add_once", "SET"):
+            return await super().add_once(key, ttl)
