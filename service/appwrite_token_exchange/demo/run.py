@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -22,6 +24,9 @@ from appwrite_token_exchange.settings import Settings
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a local demo user of a local emulator
+# What the relay withholds from the demo's public events (one redacted field), unless
+# RELAY_EVENT_RULES_FILE names another file.
+DEMO_EVENT_RULES = Path(__file__).with_name("static") / "event-rules.json"
 # Service settings the demo takes from the environment (the rest it sets itself), so a person or a
 # test can see short tokens, quick relay re-checks or a channel allowlist at work.
 TUNABLE_SETTINGS = (
@@ -49,11 +54,15 @@ SITE_VARIABLES = {
 }
 
 
-def demo_settings(host: str, port: int, emulator_port: int, config: EmulatorConfig, env: Mapping[str, str]) -> Settings:
+def demo_settings(host: str, port: int, emulator_port: int, config: EmulatorConfig, env: Mapping[str, str],
+                  revocation_secret: str = "") -> Settings:
     tuned = {name: env[name] for name in TUNABLE_SETTINGS if env.get(name)}
     return Settings.from_env(
         {
+            "RELAY_EVENT_RULES_FILE": str(DEMO_EVENT_RULES),
             **tuned,
+            # The demo site's "Sign out everywhere" calls the service's internal kick with it.
+            "REVOCATION_SECRET": revocation_secret,
             "APPWRITE_ENDPOINT": f"http://{host}:{emulator_port}/v1",
             "APPWRITE_PROJECT_ID": config.project_id,
             "APPWRITE_JWT_SECRET": config.jwt_secret,
@@ -100,7 +109,8 @@ async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool 
     _, cookie_value = state.create_session(user.id)
 
     try:
-        settings = demo_settings(host, port, emulator_port, config, env)
+        revocation_secret = "" if site_only else secrets.token_urlsafe(24)
+        settings = demo_settings(host, port, emulator_port, config, env, revocation_secret)
         publish_seconds = float(env.get(PUBLISH_VARIABLE) or 2.0)
         overrides = site_overrides(env)
     except ValueError as error:  # SettingsError names the variable; float() names the bad value
@@ -126,6 +136,8 @@ async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool 
             relay_revalidate_seconds=settings.relay_revalidate_seconds,
             relay_channels_allow=settings.relay_channels_allow,
             publish_interval_seconds=publish_seconds,
+            revocation_url=None if site_only else f"http://{host}:{port}",
+            revocation_secret=revocation_secret or None,
             **overrides,
         ),
     )

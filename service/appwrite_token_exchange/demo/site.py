@@ -81,6 +81,9 @@ class DemoSite:
     token_url: str = TOKEN_PATH
     relay_endpoint: str | None = None  # the relay's wss://host/v1; None: this origin
     cookie_domain: str | None = None  # Domain= of the session cookie (a parent domain for subdomains)
+    # The service's internal kick, as the app's server reaches it ("Sign out everywhere"); None: not offered.
+    revocation_url: str | None = None
+    revocation_secret: str | None = field(default=None, repr=False)
 
     @property
     def control_url(self) -> str:
@@ -123,6 +126,7 @@ def setup_demo(app: web.Application, site: DemoSite, env: Mapping[str, str] | No
     app.router.add_get(r"/demo/{name:(?:realtime-auth|realtime-hub|shared-realtime)}.js", helper_file)
     app.router.add_post("/demo/login", login)
     app.router.add_post("/demo/logout", logout)
+    app.router.add_post("/demo/logout-everywhere", logout_everywhere)
     app.router.add_post("/demo/publish", publish_now)
 
 
@@ -286,6 +290,7 @@ async def page_config(request: web.Request) -> web.Response:
         "tokenTtlSeconds": site.token_ttl_seconds,
         "relayRevalidateSeconds": site.relay_revalidate_seconds,
         "relayChannelsAllow": list(site.relay_channels_allow),
+        "signOutEverywhere": site.revocation_url is not None,
         "sdk": {"version": assets.sdk_version, "problem": assets.problem},
     }
     return web.json_response(body, headers=_NO_STORE)
@@ -382,6 +387,33 @@ async def logout(request: web.Request) -> web.Response:
     return answer
 
 
+async def logout_everywhere(request: web.Request) -> web.Response:
+    """What an app's server does for "sign out everywhere": every session of the user deleted in
+    Appwrite, then the service's internal kick, so every relayed socket of the user (every tab,
+    every device, every replica) closes now instead of at the next re-check."""
+    _check_same_origin(request)
+    site = request.app[DEMO_SITE]
+    value = request.cookies.get(site.cookie_name)
+    account = await _account(request)
+    if site.revocation_url is None or site.revocation_secret is None or account is None or not value:
+        raise ProblemError("session_invalid", "Not signed in, or no service to tell.")
+    http = request.app[DEMO_HTTP]
+    try:
+        async with http.delete(f"{site.appwrite_endpoint}/account/sessions",
+                               headers=_appwrite_headers(site, session=value)):
+            pass
+        async with http.delete(f"{site.revocation_url}/internal/v1/users/{account['id']}/sockets",
+                               headers={"Authorization": f"Bearer {site.revocation_secret}"}) as response:
+            kicked = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        raise ProblemError("upstream_unavailable", "Appwrite or the service could not be reached.") from None
+    answer = web.json_response({"kick": kicked}, headers=_NO_STORE)
+    answer.del_cookie(
+        site.cookie_name, path="/", domain=site.cookie_domain, samesite="Lax", secure=_served_over_https(request)
+    )
+    return answer
+
+
 def page_path(raw_query: str, *, login_failed: bool = False) -> str:
     """`/` plus the page parameters worth keeping (anything else is dropped: no open redirect)."""
     kept = []
@@ -460,7 +492,9 @@ async def publish_events(http: aiohttp.ClientSession, site: DemoSite, source: st
         {
             "channels": [PUBLIC_CHANNEL, f"{PUBLIC_CHANNEL}.{document_id}"],
             "events": [f"databases.demo.collections.public.documents.{document_id}.create"],
-            "payload": {"$id": document_id, "source": source, "kind": "public", "at": at},
+            # author.email: what the demo's event rules (static/event-rules.json) keep from relayed pages.
+            "payload": {"$id": document_id, "source": source, "kind": "public", "at": at,
+                        "author": {"name": "Demo User", "email": site.email}},
         },
     ]
     delivered = 0

@@ -57,6 +57,8 @@ async function main() {
   $(`via-${via}`).classList.add('current');
   $('publish').addEventListener('click', publishNow);
   $('logout').addEventListener('click', signOut);
+  $('logout-everywhere').hidden = !config.signOutEverywhere;
+  $('logout-everywhere').addEventListener('click', signOutEverywhere);
   showTokenLife();
   setInterval(showTokenLife, 250);
 
@@ -247,9 +249,13 @@ function watchSocket(socket) {
   });
   socket.addEventListener('close', (event) => {
     entry.closeCode = event.code;
+    entry.closeReason = event.reason;
     const why = event.code === 1008 ? ' (policy violation: the SDK will not reconnect)' : '';
     setSocketState('closed', `closed with code ${event.code}${why}`);
     log(`socket closed with code ${event.code}${event.reason ? ` (${event.reason})` : ''}`);
+    import('/demo/realtime-auth.js').then(({ closedBySignOut }) => {
+      if (closedBySignOut(event)) setSocketState('closed', `closed by the relay: signed out (${event.reason})`);
+    });
   });
 }
 
@@ -287,6 +293,20 @@ async function signOut() {
     log(`the relay closes this socket within ${demo.config.relayRevalidateSeconds} s`);
     showSignIn(demo.config);
   }
+}
+
+async function signOutEverywhere() {
+  const response = await fetch('/demo/logout-everywhere', { method: 'POST' });
+  const body = response.ok ? await response.json() : null;
+  if (!body) {
+    log(`sign-out everywhere failed: HTTP ${response.status}`);
+    return;
+  }
+  const { closedHere, broadcast } = body.kick ?? {};
+  log(`signed out everywhere: every session deleted in Appwrite; the service closed ${closedHere} relayed ` +
+      `socket(s) on its replica at once (${broadcast === 'redis' ? 'and told the others through Redis' : 'one replica'})`);
+  if (auth || (live && via === 'jwt')) await (auth ?? live).refresh();
+  showSignIn(demo.config);
 }
 
 function showSignIn(config) {
