@@ -223,11 +223,11 @@ class Relay:
         return reason
 
     async def _close(self, code: int, reason: str) -> None:
-        """Upstream first: it must not stay open however the client side ends."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._upstream.close(), 2.0)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.close(code=code, message=reason.encode()), 2.0)
+        """Both sides at once, each bounded: the page learns why without waiting out Appwrite's
+        close handshake (a revocation's whole point), and the upstream socket is closed however the
+        page's side ends."""
+        await asyncio.gather(_bounded(self._upstream.close()),
+                             _bounded(self._client.close(code=code, message=reason.encode())))
 
     async def _take(self, message: aiohttp.WSMessage) -> None:
         # Binary frames are screened exactly like text ones (Appwrite decodes both as JSON), and
@@ -349,3 +349,8 @@ class Relay:
             # Appwrite failing is no reason to cut a working socket; check again next time.
         interval = self._app[SETTINGS].relay_revalidate_seconds
         self._recheck_timer = asyncio.get_running_loop().call_later(interval, self._recheck_due)
+
+
+async def _bounded(closing: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(closing, 2.0)
