@@ -77,6 +77,7 @@ async def _drive_and_scrape(redis_url: str) -> str:
         "PORT": str(service_port), "ALLOWED_ORIGINS": ORIGIN, "REDIS_URL": redis_url,
         "STATE_HASH_KEY": "scrape-test-hash-key-0123456789", "CIRCUIT_FAILURE_THRESHOLD": "1",
         "CIRCUIT_COOLDOWN_SECONDS": "60", "LOG_LEVEL": "warning",
+        "APPWRITE_WEBHOOK_SIGNATURE_KEY": "scrape-webhook-key", "APPWRITE_WEBHOOK_URL": f"{service_url}/hook",
     }
     async with (
         running("emulator", "--port", str(emulator_port), env={"EMULATOR_PROJECT_ID": PROJECT},
@@ -100,6 +101,10 @@ async def _drive_and_scrape(redis_url: str) -> str:
             assert json.loads((await ws.receive(timeout=5)).data)["type"] == "connected"
             await ws.send_str(json.dumps({"type": "ping"}))
             await ws.receive(timeout=5)
+        # A forged webhook: revocation_refusals_total{reason="signature"}.
+        async with http.post(f"{service_url}/v1/realtime/webhooks/appwrite", data=b"{}",
+                             headers={"X-Appwrite-Webhook-Signature": "forged"}) as r:
+            assert r.status == 401
         # Appwrite fails once: upstream_unavailable, and the breaker (threshold 1) opens.
         async with http.post(f"{emulator_url}/_emulator/faults", json={"kind": "status", "status": 503,
                                                                         "times": 1}) as r:
