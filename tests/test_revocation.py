@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from appwrite_token_exchange.emulator.keys import RECORDER
-from appwrite_token_exchange.keys import METRICS
+from appwrite_token_exchange.keys import METRICS, REVOKER
 from appwrite_token_exchange.revocation.webhook import signature
 from appwrite_token_exchange.settings import SettingsError
 
 from tests.support.helpers import assert_problem
+from tests.support.redis_server import redis_server
 from tests.support.service import COOKIE, PROJECT, exchange, service_settings
 
 SECRET = "revocation-secret-0123456789"
@@ -260,3 +262,30 @@ def test_settings_are_checked_at_start(emulator, env, variable) -> None:
         service_settings(emulator, **env)
     assert raised.value.variable == variable
     assert "short" not in str(raised.value) and KEY not in str(raised.value)
+
+
+@pytest.fixture
+def redis() -> Iterator[Any]:
+    with redis_server() as server:
+        yield server
+
+
+async def test_with_redis_gone_the_kick_closes_here_and_says_it_was_not_passed_on(service_factory, emulator, redis,
+                                                                                  logs) -> None:
+    """REDIS_URL set, then Redis stops: this replica still closes its sockets, and answers 503
+    revocation_not_broadcast (retry: the kick is idempotent); /readyz says the bus is down."""
+    service = await service_factory(**ENV, REDIS_URL=redis.url, STATE_HASH_KEY="revocation-test-hash-key-0123")
+    user_id, _, cookie = emulator.signed_in_user()
+    ws = await relayed(service, cookie)
+    await asyncio.wait_for(service.app[REVOKER].bus.listened.wait(), 5)  # type: ignore[union-attr]
+    await asyncio.to_thread(redis.stop)
+    response = await service.delete(f"/internal/v1/users/{user_id}/sockets", headers=BEARER)
+    body = await assert_problem(response, 503, "revocation_not_broadcast")
+    assert response.headers["Retry-After"] == "1"
+    assert (body["closedHere"], body["broadcast"]) == (1, "failed")
+    assert await closed_with(ws) == (1008, "signed_out")
+    await asyncio.wait_for(service.app[REVOKER].bus.lost.wait(), 5)  # type: ignore[union-attr]
+    ready = await (await service.get("/readyz")).json()
+    assert ready["checks"]["revocation"] == {"status": "degraded", "channel": "rtx:revocations",
+                                             "subscribed": False}
+    assert logs.events("revocation.bus_unavailable")

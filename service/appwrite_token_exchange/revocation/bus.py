@@ -33,7 +33,9 @@ class RevocationBus:
         self._deliver = deliver
         self.origin = secrets.token_hex(8)  # this replica: its own messages are already applied
         self.listening = False
-        self.listened = asyncio.Event()  # set once subscribed (tests and readiness wait on it)
+        # Set while subscribed / while not (after a first subscription): what tests wait on.
+        self.listened = asyncio.Event()
+        self.lost = asyncio.Event()
 
     async def publish(self, revocation: Revocation) -> int:
         """The replicas' subscribers reached (this one included); raises when Redis cannot take it."""
@@ -52,6 +54,7 @@ class RevocationBus:
                     _log.warning("revocation.bus_recovered", after_attempts=attempt)
                 attempt = 0
                 self.listening = True
+                self.lost.clear()
                 self.listened.set()
                 while True:
                     message = await pubsub.get_message(timeout=_PING_SECONDS)
@@ -64,6 +67,8 @@ class RevocationBus:
                     _log.warning("revocation.bus_unavailable", error=type(error).__name__,
                                  effect="sockets revoked on other replicas close at their next re-check")
                 self.listening = False
+                self.listened.clear()
+                self.lost.set()
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
