@@ -289,3 +289,9 @@ async def test_with_redis_gone_the_kick_closes_here_and_says_it_was_not_passed_o
     assert ready["checks"]["revocation"] == {"status": "degraded", "channel": "rtx:revocations",
                                              "subscribed": False}
     assert logs.events("revocation.bus_unavailable")
+    # Redis back: the bus subscribes again, and the next kick is passed on.
+    await asyncio.to_thread(redis.start)
+    await asyncio.wait_for(service.app[REVOKER].bus.listened.wait(), 15)  # type: ignore[union-attr]
+    response = await service.delete(f"/internal/v1/users/{user_id}/sockets", headers=BEARER)
+    assert (await response.json())["broadcast"] == "redis"
+    assert logs.events("revocation.bus_recovered")
