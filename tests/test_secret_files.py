@@ -46,7 +46,20 @@ def test_both_forms_set_is_an_error_naming_both(tmp_path: Path) -> None:
     assert "another-key" not in str(raised.value)
 
 
-@pytest.mark.parametrize("variable", ["STATE_HASH_KEY", "APPWRITE_JWT_SECRET", "REDIS_PASSWORD", "REDIS_URL"])
+@pytest.mark.parametrize(("variable", "field", "extra"), [
+    ("REVOCATION_SECRET", "revocation_secrets", {}),
+    ("APPWRITE_WEBHOOK_SIGNATURE_KEY", "webhook_signature_keys", {"APPWRITE_WEBHOOK_URL": "https://rt.example.com/hook"}),
+])
+def test_the_revocation_secrets_come_from_their_files(tmp_path: Path, variable: str, field: str,
+                                                      extra: dict[str, str]) -> None:
+    path = secret_file(tmp_path, "old-secret-0123456789\nnew-secret-0123456789\n")
+    settings = Settings.from_env({**BASE, **extra, f"{variable}_FILE": path})
+    assert getattr(settings, field) == ("old-secret-0123456789", "new-secret-0123456789")
+    assert "secret-0123456789" not in repr(settings)
+
+
+@pytest.mark.parametrize("variable", ["STATE_HASH_KEY", "APPWRITE_JWT_SECRET", "REDIS_PASSWORD", "REDIS_URL",
+                                      "REVOCATION_SECRET", "APPWRITE_WEBHOOK_SIGNATURE_KEY"])
 def test_an_unreadable_file_names_the_variable(tmp_path: Path, variable: str) -> None:
     env = {**BASE, "REDIS_URL": "redis://127.0.0.1:6379/0", "STATE_HASH_KEY": "k" * 32}
     env.pop(variable, None)
