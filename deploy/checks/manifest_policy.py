@@ -30,8 +30,9 @@ SECRET_KEYS = ("APPWRITE_JWT_SECRET", "REDIS_URL", "STATE_HASH_KEY")
 SECRET_NAME = "token-exchange-secrets"  # noqa: S105 - a Secret object's name, not a secret
 PUBLIC_PATH = "/v1/realtime"
 # Paths that must reach the service from outside, and paths that must not.
-ROUTED_PATHS = (PUBLIC_PATH, f"{PUBLIC_PATH}/token")
-INTERNAL_PATHS = ("/livez", "/readyz", "/metrics", "/")
+ROUTED_PATHS = (PUBLIC_PATH, f"{PUBLIC_PATH}/token", f"{PUBLIC_PATH}/webhooks/appwrite")
+# The app's sign-out kick (README "Sign-out at once") is for callers inside the cluster only.
+INTERNAL_PATHS = ("/livez", "/readyz", "/metrics", "/", "/internal/v1/users/u1/sockets")
 GATEWAY_API = "gateway.networking.k8s.io"
 COMPONENTS = ("none", "ingress/same-host", "ingress/subdomain", "gateway/same-host", "gateway/subdomain")
 DEFAULT_DRAIN_SECONDS = 20.0
