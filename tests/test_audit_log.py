@@ -78,12 +78,13 @@ async def test_no_secret_reaches_any_log_line_on_any_path(service, emulator, log
 
 
 async def test_startup_says_what_it_serves_without_secrets(service_factory, logs) -> None:
-    await service_factory(APPWRITE_JWT_SECRET="very-secret-instance-key")
+    await service_factory(APPWRITE_JWT_SECRET="very-secret-instance-key", REVOCATION_SECRET="very-secret-kick-key")
     [started] = logs.events("service.started")
     assert started["project_id"] == "testproject"
     assert started["state_backend"] == "memory"
     assert started["jwt_signature_checked"] is True
-    assert "very-secret-instance-key" not in logs.text
+    assert started["revocation"] == {"webhook": False, "kick": True}
+    assert "very-secret-instance-key" not in logs.text and "very-secret-kick-key" not in logs.text
 
 
 async def test_access_lines_skip_the_audited_exchange(service, session_cookie, logs) -> None:

@@ -211,6 +211,8 @@ async def _announce(app: web.Application) -> None:
         state_backend=app[STATE].backend,
         allowed_origins=sorted(settings.allowed_origins),
         jwt_signature_checked=bool(settings.appwrite_jwt_secrets),
+        # Which sign-out routes serve (README, "Sign-out at once"); never their keys.
+        revocation={"webhook": bool(settings.webhook_signature_keys), "kick": bool(settings.revocation_secrets)},
         tracing="on" if settings.tracing else "off",
         relay_capacity=settings.capacity.to_json() if settings.capacity else None,
         edge_capacity=settings.capacity.edge.to_json() if settings.capacity else None,
