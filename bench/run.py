@@ -11,6 +11,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench.event_rules import frame as rules_frame
+from bench.event_rules import measure as measure_rules
+from bench.event_rules import rows_text as rules_text
 from bench.exchange import (
     Config,
     Flatness,
@@ -35,7 +38,8 @@ from bench.scale import StateSize, state_sizes, state_text
 from bench.topologies import RedisFootprint, footprint, round_trips, service_child_issued, topologies
 from bench.upstream import PROJECT, create_sessions, start_emulator, start_redis, write_sessions
 
-PARTS = ("exchange", "topologies", "connections", "replicas", "state", "flatness", "relay", "revocation", "profile")
+PARTS = ("exchange", "topologies", "connections", "replicas", "state", "flatness", "relay", "revocation", "rules",
+         "profile")
 STATE_SIZES = "10000,100000,1000000"
 DEFAULT_OUT = Path(__file__).with_name("results")
 
@@ -253,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         if "revocation" in args.parts:
             log(f"revocation: {args.revocation_sockets:,} sockets of one user on two replicas, one revocation")
             revoked = revocation_bench(children, cores, args.revocation_sockets, max(1, args.rounds // 2), log)
+    rules: list[tuple[str, float, float | None]] = []
+    if "rules" in args.parts:
+        log("rules: what the event rules cost per relayed event")
+        rules = measure_rules(2_000 if args.smoke else 20_000, 2 if args.smoke else 5)
     elapsed = time.monotonic() - began
     found = targets({r.key: r for r in rows}, flat, relay, sizes, population)
     row_by_key = {r.key: r for r in rows}
@@ -297,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         print(tls_text(tls))
     if revoked is not None:
         print(revoked.text())
+    if rules:
+        print("\n" + rules_text(rules, len(rules_frame())))
     for key, profile in profiles.items():
         row = row_by_key.get(key)
         print(f"\nprofile of '{key}'" + (f" (µs scaled to its {row.cpu_us:.0f} µs per exchange)" if row else ""))
@@ -318,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "state_sizes": [s.to_json() for s in sizes],
         "replicas": two.to_json() if two else None,
         "revocation": revoked.to_json() if revoked else None,
+        "event_rules_us_per_event": {name: {"plain": plain, "translating_added": added}
+                                     for name, plain, added in rules},
         "profiles": {k: p.to_json() for k, p in profiles.items()},
         "targets": [{"name": t.name, "shown": t.shown, "verdict": t.verdict} for t in found],
         "elapsed_seconds": round(elapsed, 1),
