@@ -55,6 +55,9 @@ def test_smoke_run_prints_every_configuration(tmp_path: Path) -> None:
     assert results["redis_footprint"]["keys"] > 0, out
     assert [size["size"] for size in results["state_sizes"]] == [1000, 2000], out
     assert "relay (open-files soft limit" in out
+    assert "sign-out at once (20 sockets of one user on 2 replicas" in out
+    assert len(results["revocation"]["kick_ms"]) == 1 and len(results["revocation"]["webhook_ms"]) == 1, out
+    assert "event rules: cost per event" in out and "remove 3 fields" in out
     assert "targets (smoke run: not judged):" in out
     assert "bench: done" in out
     assert (tmp_path / "results.json").exists()
