@@ -11,7 +11,6 @@ import {
   record as recordPage,
   setUp,
   signIn,
-  sleep,
   subscribed,
   waitFor,
   waitForEvent,
@@ -100,6 +99,19 @@ test('relay: after sign-out the relayed socket is closed (1008) within the reval
     mode: '1.9',
     env: { RELAY_REVALIDATE_SECONDS: String(revalidateSeconds) },
   });
+  // The page's timers run on a clock the test can move (time flows as usual until it does), and the
+  // page counts the sockets it opens: a reconnect the SDK scheduled is a timer, then a new socket.
+  await page.clock.install();
+  await page.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.socketsOpened = 0;
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.socketsOpened += 1;
+      }
+    };
+  });
   const { socket, userId } = await relayedSocket(page, demo, record);
   await waitFor('the subscription', () => subscribed(socket));
 
@@ -113,7 +125,10 @@ test('relay: after sign-out the relayed socket is closed (1008) within the reval
     (await pageState(page)).sockets.at(-1).closeCode,
   );
   assert.equal(closeCode, 1008, 'policy violation: the SDK must not reconnect');
-  await sleep(2_500);
+  // Past the SDK's longest reconnect back-off (60 s), every timer it may have set has fired: no
+  // socket was opened since.
+  await page.clock.runFor(61_000);
+  assert.equal(await page.evaluate(() => window.socketsOpened), 1, 'the SDK did not reconnect');
   assert.equal(record.sockets.length, 1, 'the SDK did not reconnect');
   const open = await demo.control('/realtime/connections?open=1');
   assert.ok(!open.some((c) => c.userId === userId), 'the upstream socket is closed too');

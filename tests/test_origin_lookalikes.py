@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.helpers import assert_problem
 from tests.support.service import COOKIE, PROJECT, exchange
+from tests.support.websocket import HANDSHAKE
 
 ALLOWED = "https://app.example.com"  # service_settings' ALLOWED_ORIGINS
 LOOKALIKES = {
@@ -34,12 +35,6 @@ LOOKALIKES = {
 }
 # The same origin as the allowed one (DNS names are case-insensitive; an Origin has no path).
 SAME_ORIGIN = {"upper case": "HTTPS://APP.EXAMPLE.COM", "a trailing slash": "https://app.example.com/"}
-HANDSHAKE = {
-    "Connection": "Upgrade",
-    "Upgrade": "websocket",
-    "Sec-WebSocket-Version": "13",
-    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-}
 
 
 def assert_no_grant(response: Any) -> None:

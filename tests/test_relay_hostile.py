@@ -15,17 +15,12 @@ from yarl import URL
 
 from tests.support.helpers import assert_problem, inject_fault, upstream_requests
 from tests.support.service import COOKIE, PROJECT
+from tests.support.websocket import HANDSHAKE
 
 ALLOWED = "https://app.example.com"
 POLICY = "account,account.*"
 # One caller, many sockets: only the socket caps are under test, not the rate limits.
 NO_RATE_LIMITS = {"RATE_LIMIT_IP": "off", "RATE_LIMIT_SESSION": "off", "RATE_LIMIT_USER": "off"}
-HANDSHAKE = {
-    "Connection": "Upgrade",
-    "Upgrade": "websocket",
-    "Sec-WebSocket-Version": "13",
-    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-}
 
 
 def _url(query: str) -> URL:

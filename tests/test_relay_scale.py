@@ -18,18 +18,13 @@ from appwrite_token_exchange.capacity import MemoryLimit, parse_size, plan
 
 from tests.support.helpers import assert_problem
 from tests.support.processes import free_port, open_files_at_least, output_read, peak_rss_bytes, running
+from tests.support.websocket import HANDSHAKE
 
 PROJECT = "scaleproject"
 POD_LIMIT = "256Mi"  # deploy/k8s/base/deployment.yaml's memory limit
 USERS = 20
 PAYLOAD_BYTES = 300_000
 OPENING_AT_ONCE = 32
-HANDSHAKE = {
-    "Connection": "Upgrade",
-    "Upgrade": "websocket",
-    "Sec-WebSocket-Version": "13",
-    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-}
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(240)]
 

@@ -14,6 +14,7 @@ from appwrite_token_exchange.emulator.keys import REALTIME
 from appwrite_token_exchange.relay import translate as relay_translate
 from appwrite_token_exchange.settings import Settings, SettingsError
 
+from tests.support.publisher import Publisher, events_until_answer, hold_the_swap
 from tests.support.service import COOKIE, PROJECT
 
 ALLOWED = "https://app.example.com"
@@ -98,36 +99,26 @@ async def test_the_upstream_socket_carries_the_pages_channels_in_its_url(service
     await ws.close()
 
 
-async def test_a_new_subscription_reopens_upstream_without_losing_or_doubling_events(service, emulator) -> None:
+async def test_a_new_subscription_reopens_upstream_without_losing_or_doubling_events(
+    service, emulator, monkeypatch
+) -> None:
     ws, user_id = await sdk_socket(service, emulator)
     await subscribe(ws, "s1", "account")
     before = {c["id"] for c in open_upstreams(emulator)}
-    sent = 0
-    stop = asyncio.Event()
-
-    async def keep_publishing() -> None:
-        nonlocal sent
-        while not stop.is_set():
-            await publish(emulator, userId=user_id, payload={"n": sent})
-            sent += 1
-            await asyncio.sleep(0)
-
-    publisher = asyncio.create_task(keep_publishing())
-    await asyncio.sleep(0.05)
-    await send(ws, "subscribe", [{"subscriptionId": "s2", "channels": [PUBLIC], "queries": []}])
-    seen: list[int] = []
-    response = None
-    while response is None:
-        received = await frame(ws)
-        if received["type"] == "event":
-            seen.append(received["data"]["payload"]["n"])
-        else:
-            response = received
-    assert response["data"]["to"] == "subscribe"
-    assert [s["subscriptionId"] for s in response["data"]["subscriptions"]] == ["s2"]
-    await asyncio.sleep(0.05)
-    stop.set()
-    await publisher
+    publisher = Publisher(lambda payload: publish(emulator, userId=user_id, payload=payload))
+    hold_the_swap(monkeypatch, publisher)
+    async with publisher:
+        await send(ws, "subscribe", [{"subscriptionId": "s2", "channels": [PUBLIC], "queries": []}])
+        events, response = await events_until_answer(lambda: frame(ws))
+        seen = [event["data"]["payload"]["n"] for event in events]
+        assert response["data"]["to"] == "subscribe"
+        assert [s["subscriptionId"] for s in response["data"]["subscriptions"]] == ["s2"]
+        # Some more on the new socket alone, after the switch.
+        await publisher.published(3)
+    # Events were published during the swap: each before it reached the old socket only, those
+    # during it both sockets, those after it the new one only.
+    assert publisher.delivered[0] == 1 and publisher.delivered[-1] == 1
+    assert 2 in publisher.delivered, publisher.delivered
     await publish(emulator, channels=[PUBLIC], payload={"last": True})
     while True:
         received = await frame(ws)
@@ -137,7 +128,7 @@ async def test_a_new_subscription_reopens_upstream_without_losing_or_doubling_ev
         assert received["data"]["subscriptions"] == ["s1"]
         seen.append(received["data"]["payload"]["n"])
     # Every event published while the upstream socket was swapped arrived, exactly once, in order.
-    assert seen == list(range(sent))
+    assert seen == list(range(publisher.sent))
     [after] = open_upstreams(emulator)
     assert after["id"] not in before
     await ws.close()

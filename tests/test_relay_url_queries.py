@@ -13,6 +13,7 @@ import pytest
 from appwrite_token_exchange.emulator.keys import REALTIME
 from appwrite_token_exchange.relay import translate as relay_translate
 
+from tests.support.publisher import Publisher, events_until_answer, hold_the_swap
 from tests.test_relay_url_channels import PUBLIC, frame, open_upstreams, publish, sdk_socket, send
 
 OPEN = json.dumps({"method": "equal", "attribute": "status", "values": ["open"]})
@@ -81,36 +82,23 @@ async def test_a_query_on_a_channel_already_carried_reopens_upstream(service, em
     await ws.close()
 
 
-async def test_a_swap_to_query_slots_loses_and_doubles_nothing(service, emulator) -> None:
+async def test_a_swap_to_query_slots_loses_and_doubles_nothing(service, emulator, monkeypatch) -> None:
     ws, user_id = await sdk_socket(service, emulator)
     await subscribe(ws, "s1", ["account"], [])
     before = {c["id"] for c in open_upstreams(emulator)}
-    sent = 0
-    stop = asyncio.Event()
-
-    async def keep_publishing() -> None:
-        nonlocal sent
-        while not stop.is_set():
-            await publish(emulator, userId=user_id, payload={"n": sent})
-            sent += 1
-            await asyncio.sleep(0)
-
-    publisher = asyncio.create_task(keep_publishing())
-    await asyncio.sleep(0.05)
-    await send(ws, "subscribe", [{"subscriptionId": "s2", "channels": ["account"], "queries": [TAGGED]}])
-    seen: list[int] = []
-    response = None
-    while response is None:
-        received = await frame(ws)
-        if received["type"] == "event":
-            assert received["data"]["subscriptions"] == ["s1"]
-            seen.append(received["data"]["payload"]["n"])
-        else:
-            response = received
-    assert response["data"]["subscriptions"] == [{"subscriptionId": "s2", "channels": ["account"], "queries": [TAGGED]}]
-    await asyncio.sleep(0.05)
-    stop.set()
-    await publisher
+    publisher = Publisher(lambda payload: publish(emulator, userId=user_id, payload=payload))
+    hold_the_swap(monkeypatch, publisher)
+    async with publisher:
+        await send(ws, "subscribe", [{"subscriptionId": "s2", "channels": ["account"], "queries": [TAGGED]}])
+        events, response = await events_until_answer(lambda: frame(ws))
+        assert all(event["data"]["subscriptions"] == ["s1"] for event in events)
+        seen = [event["data"]["payload"]["n"] for event in events]
+        assert response["data"]["subscriptions"] == [
+            {"subscriptionId": "s2", "channels": ["account"], "queries": [TAGGED]}
+        ]
+        await publisher.published(3)
+    # Events were published while the old and the new upstream socket were both open.
+    assert max(publisher.delivered) > publisher.delivered[0], publisher.delivered
     await publish(emulator, userId=user_id, payload={"tag": "x"})
     while True:
         received = await frame(ws)
@@ -121,7 +109,7 @@ async def test_a_swap_to_query_slots_loses_and_doubles_nothing(service, emulator
         assert received["data"]["subscriptions"] == ["s1"]
         seen.append(received["data"]["payload"]["n"])
     # Every event published while the upstream socket was swapped arrived, exactly once, in order.
-    assert seen == list(range(sent))
+    assert seen == list(range(publisher.sent))
     [after] = open_upstreams(emulator)
     assert after["id"] not in before
     await ws.close()

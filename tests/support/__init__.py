@@ -13,6 +13,8 @@ redis_cluster    a real 3-node Redis Cluster
 redis_sentinel   a real Sentinel set: master, replica and three sentinels, with failover
 redis_tls        an openssl-made CA and server certificate, and the TLS arguments of the rigs
 monitoring       the alert rules and the dashboard as data, their PromQL parsed
+websocket        `HANDSHAKE`: the headers of a WebSocket upgrade sent as a plain request
+publisher        `Publisher`: numbered Realtime events published back to back during a socket swap
 kinds            the markers redis, subprocess and tools: which tests get them, and a check
                  that a test starting a child process carries the right one
 """
