@@ -48,6 +48,12 @@ EOF
 )
 base="http://127.0.0.1:$port"
 
+# The sign-out routes serve too: the webhook with a key of this run's (schemathesis cannot sign,
+# so it meets the refusals), the internal kick with a secret schemathesis sends.
+revocation_secret="$("$py" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+webhook_key="$("$py" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+APPWRITE_WEBHOOK_SIGNATURE_KEY="$webhook_key" \
+APPWRITE_WEBHOOK_URL="$base/v1/realtime/webhooks/appwrite" REVOCATION_SECRET="$revocation_secret" \
 LOG_LEVEL=error "$py" -m appwrite_token_exchange demo --port "$port" --emulator-port "$emulator_port" >"$work/demo.out" 2>"$work/demo.err" &
 demo_pid=$!
 
@@ -93,6 +99,20 @@ values = ["$base"]
 [[operations]]
 include-operation-id = "preflightRealtimeToken"
 warnings = false
+
+# schemathesis cannot sign a delivery: every one it sends is refused (401), by design.
+[[operations]]
+include-operation-id = "receiveAppwriteWebhook"
+warnings = false
+
+# The coverage phase's negative path parameters crash inside Hypothesis on this Python (SystemError
+# "AST constructor recursion depth mismatch" while it describes a filter); the examples and fuzzing
+# phases still test these routes, and tests/test_revocation.py every refusal.
+[[operations]]
+include-path-regex = "^/internal/"
+
+[operations.phases.coverage]
+enabled = false
 EOF
 
 extra_args=()
@@ -114,6 +134,7 @@ HYPOTHESIS_STORAGE_DIRECTORY="$work/hypothesis" \
   run openapi.yaml \
   --url "$base" \
   --header "Cookie: $cookie" \
+  --header "Authorization: Bearer $revocation_secret" \
   --exclude-operation-id connectRealtime \
   --phases examples,coverage,fuzzing \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,missing_required_header \

@@ -41,6 +41,9 @@ TUNABLE_SETTINGS = (
     "INVALID_SESSION_CACHE_SECONDS",
     "UPSTREAM_TIMEOUT_SECONDS",
     "DRAIN_TIMEOUT_SECONDS",
+    # The webhook route, for a contract run that reaches it (tools/contract/schemathesis.sh).
+    "APPWRITE_WEBHOOK_SIGNATURE_KEY",
+    "APPWRITE_WEBHOOK_URL",
 )
 PUBLISH_VARIABLE = "DEMO_PUBLISH_SECONDS"
 # With --site-only the demo plays the app and Appwrite of a real deployment, and the service runs
@@ -109,7 +112,8 @@ async def run_demo(port: int, emulator_port: int, mode: str, *, site_only: bool 
     _, cookie_value = state.create_session(user.id)
 
     try:
-        revocation_secret = "" if site_only else secrets.token_urlsafe(24)
+        # The internal kick's secret: the environment's, else one for this run.
+        revocation_secret = "" if site_only else env.get("REVOCATION_SECRET") or secrets.token_urlsafe(24)
         settings = demo_settings(host, port, emulator_port, config, env, revocation_secret)
         publish_seconds = float(env.get(PUBLISH_VARIABLE) or 2.0)
         overrides = site_overrides(env)
